@@ -1,0 +1,53 @@
+# The two commands a newcomer runs: `make demo` and `make test`. Both set up everything first.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+JS_DIR := clients/js
+QUICK  ?=
+
+.PHONY: setup demo test lint typecheck pytest bench js chromium clean
+
+$(STAMP): pyproject.toml clients/python/pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]' -e clients/python
+	touch $@
+
+js: $(JS_DIR)/node_modules/.installed
+
+$(JS_DIR)/node_modules/.installed: $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	cd $(JS_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+# Debian's chromium for the browser tests; installed when missing and we may (root).
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "chromium is missing: run 'sudo apt-get install chromium' (Debian) for the browser tests"; \
+	  fi; \
+	fi
+
+setup: $(STAMP) js chromium
+
+demo: $(STAMP) js
+	$(VENV)/bin/agent-bridge serve
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check bridge clients/python tests examples benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy bridge
+
+pytest: setup
+	$(VENV)/bin/pytest
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) benchmarks/run.py $(if $(QUICK),--quick,)
+
+clean:
+	rm -rf $(VENV) $(JS_DIR)/node_modules .mypy_cache .pytest_cache .ruff_cache

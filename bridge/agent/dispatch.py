@@ -1,0 +1,151 @@
+"""Client tool calls in flight: a future per call, resolved by the reader, bounded by a timer.
+
+The state machine is `CallTable`; this module only adds the asyncio parts: futures, one timer
+handle per call, and the `tool_request` / `tool_cancel` messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.agent.outbox import Outbox
+from bridge.calls import CallTable, Delivery, TerminalStatus, terminal_for_response
+from bridge.errors import ErrorCode
+from bridge.protocol import (
+    ErrorMessage,
+    ToolCancelMessage,
+    ToolProgressMessage,
+    ToolRequestMessage,
+    ToolResponseMessage,
+)
+
+__all__ = ["ClientCalls", "Outcome"]
+
+log = logging.getLogger("bridge.calls")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: TerminalStatus
+    result: Any = None
+    error: str | None = None
+
+
+class ClientCalls:
+    def __init__(self, table: CallTable, outbox: Outbox) -> None:
+        self._table = table
+        self._outbox = outbox
+        self._futures: dict[str, asyncio.Future[Outcome]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    async def call(
+        self,
+        call_id: str,
+        *,
+        name: str,
+        run_id: str,
+        arguments: dict[str, Any],
+        timeout_ms: int,
+        interactive: bool,
+    ) -> Outcome:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+        self._futures[call_id] = future
+        pending = self._table.open(
+            call_id, name=name, run_id=run_id, timeout_s=timeout_ms / 1000, interactive=interactive
+        )
+        self._timers[call_id] = loop.call_at(pending.deadline, self._on_deadline, call_id)
+        try:
+            await self._outbox.send(
+                ToolRequestMessage(
+                    id=call_id,
+                    run_id=run_id,
+                    name=name,
+                    arguments=arguments,
+                    timeout_ms=timeout_ms,
+                    interactive=interactive,
+                )
+            )
+            return await future
+        except asyncio.CancelledError:
+            if self._table.cancel(call_id) is not None:
+                self._outbox.post(ToolCancelMessage(id=call_id, reason="cancelled"))
+            raise
+        finally:
+            self._futures.pop(call_id, None)
+            timer = self._timers.pop(call_id, None)
+            if timer is not None:
+                timer.cancel()
+
+    def cancel_run(self, run_id: str, reason: str) -> int:
+        """Cancel every pending call of a run now, so each `tool_cancel` precedes `complete`."""
+        cancelled = self._table.cancel_run(run_id)
+        for call in cancelled:
+            self._outbox.post(ToolCancelMessage(id=call.id, reason=reason))
+            self._resolve(call.id, Outcome(TerminalStatus.CANCELLED, error=reason))
+        return len(cancelled)
+
+    def cancel_all(self, reason: str) -> None:
+        for call in self._table.cancel_all():
+            self._resolve(call.id, Outcome(TerminalStatus.CANCELLED, error=reason))
+
+    def deliver(self, message: ToolResponseMessage) -> ErrorMessage | None:
+        """Hand a `tool_response` to its waiting call; return the error to send back, if any."""
+        delivery, _ = self._table.answer(message.id)
+        if delivery is Delivery.ACCEPTED:
+            status = terminal_for_response(message.status)
+            error = message.error.message if message.error is not None else None
+            if status is TerminalStatus.ERROR and error is None:
+                error = "the tool reported an error without a message"
+            self._resolve(message.id, Outcome(status, message.result, error))
+            return None
+        return self._refuse(message.id, delivery, "tool_response")
+
+    def progress(self, message: ToolProgressMessage) -> ErrorMessage | None:
+        delivery = self._table.progress(message.id, message.message)
+        if delivery is Delivery.ACCEPTED:
+            return None
+        if delivery is Delivery.UNKNOWN:
+            return self._refuse(message.id, delivery, "tool_progress")
+        log.info("ignored tool_progress for finished call %s", message.id)
+        return None
+
+    def _refuse(self, call_id: str, delivery: Delivery, kind: str) -> ErrorMessage | None:
+        if delivery is Delivery.LATE:
+            log.info("dropped late %s for call %s", kind, call_id)
+            return None
+        if delivery is Delivery.DUPLICATE:
+            return ErrorMessage(
+                code=ErrorCode.DUPLICATE_RESPONSE,
+                message=f"call {call_id} was already answered; this response was ignored",
+                id=call_id,
+            )
+        return ErrorMessage(
+            code=ErrorCode.UNKNOWN_CALL, message=f"no tool call with id {call_id!r}", id=call_id
+        )
+
+    def _on_deadline(self, call_id: str) -> None:
+        self._timers.pop(call_id, None)
+        pending = self._table.get(call_id)
+        if pending is None:
+            return
+        if self._table.remaining(call_id):
+            # Progress moved the deadline; sleep again until the new one.
+            loop = asyncio.get_running_loop()
+            self._timers[call_id] = loop.call_at(pending.deadline, self._on_deadline, call_id)
+            return
+        for expired in self._table.expire():
+            self._outbox.post(ToolCancelMessage(id=expired.id, reason="timed_out"))
+            seconds = expired.deadline - expired.sent_at
+            self._resolve(
+                expired.id,
+                Outcome(TerminalStatus.TIMED_OUT, error=f"no answer within {seconds:.1f} s"),
+            )
+
+    def _resolve(self, call_id: str, outcome: Outcome) -> None:
+        future = self._futures.get(call_id)
+        if future is not None and not future.done():
+            future.set_result(outcome)

@@ -1,0 +1,271 @@
+"""The agent loop: stream a step, run the tool calls it asked for, feed results back, repeat.
+
+Whatever ends a run (done, step limit, model error, stop, disconnect), `_settle` makes sure every
+tool call the model made has exactly one terminal result in the conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.agent.dispatch import ClientCalls, Outcome
+from bridge.agent.model import Model, ModelError, ModelEvent, TextDelta, ToolCallEvent, UsageEvent
+from bridge.agent.outbox import Outbox
+from bridge.agent.server_tools import ServerTools
+from bridge.calls import TerminalStatus
+from bridge.conversation import AssistantTurn, ToolCall, ToolResult, UserTurn, result_text
+from bridge.errors import ErrorCode
+from bridge.protocol import (
+    CompleteMessage,
+    CompleteReason,
+    ErrorMessage,
+    RunStartedMessage,
+    TokenMessage,
+    ToolResultMessage,
+    Usage,
+)
+from bridge.session import Session
+from bridge.toolspec import ToolSpec
+
+__all__ = ["AgentLoop", "LoopConfig"]
+
+log = logging.getLogger("bridge.agent")
+
+
+@dataclass(frozen=True, slots=True)
+class LoopConfig:
+    max_steps: int = 8
+    default_timeout_ms: int = 30_000
+    max_timeout_ms: int = 300_000
+    human_timeout_ms: int = 600_000
+
+
+@dataclass(slots=True)
+class _Step:
+    text: list[str] = field(default_factory=list)
+    calls: list[ToolCall] = field(default_factory=list)
+    wire_ids: dict[str, str] = field(default_factory=dict)
+    results: dict[str, ToolResult] = field(default_factory=dict)
+    assistant_recorded: bool = False
+    results_recorded: bool = False
+
+
+class AgentLoop:
+    def __init__(
+        self,
+        session: Session,
+        model: Model,
+        outbox: Outbox,
+        client_calls: ClientCalls,
+        server_tools: ServerTools | None = None,
+        config: LoopConfig | None = None,
+    ) -> None:
+        self._session = session
+        self._model = model
+        self._outbox = outbox
+        self._client_calls = client_calls
+        self._server_tools = server_tools or ServerTools()
+        self._config = config or LoopConfig()
+        self.interrupt_reason: CompleteReason = "stopped"
+
+    def begin(self, run_id: str, text: str) -> None:
+        """Record the user's message and announce the run, before any await can be cancelled."""
+        self._session.conversation.add(UserTurn(text))
+        self._outbox.post(RunStartedMessage(run_id=run_id, content=text))
+
+    async def run(self, run_id: str) -> CompleteReason:
+        """Run steps until the model answers without tool calls; `begin` must come first."""
+        usage = Usage()
+        steps = 0
+        step = _Step()
+        reason: CompleteReason = "done"
+        try:
+            while True:
+                step = _Step()
+                steps += 1
+                usage = await self._stream_step(run_id, step, usage)
+                self._record_assistant(step)
+                if not step.calls:
+                    break
+                if steps >= self._config.max_steps:
+                    reason = "max_steps"
+                    self._settle(run_id, step, "the run reached its step limit")
+                    break
+                await self._run_calls(run_id, step)
+                self._record_results(step)
+        except asyncio.CancelledError:
+            reason = self.interrupt_reason
+            self._client_calls.cancel_run(run_id, reason)
+            self._settle(run_id, step, f"the run ended: {reason}")
+        except ModelError as exc:
+            reason = "error"
+            self._outbox.post(ErrorMessage(code=exc.code, message=exc.message, run_id=run_id))
+            self._settle(run_id, step, "the model failed")
+        except Exception:
+            log.exception("run %s failed inside the bridge", run_id)
+            reason = "error"
+            self._outbox.post(
+                ErrorMessage(code=ErrorCode.INTERNAL, message="internal error", run_id=run_id)
+            )
+            self._settle(run_id, step, "internal error")
+        self.complete(run_id, reason, steps, usage)
+        return reason
+
+    def complete(
+        self, run_id: str, reason: CompleteReason, steps: int = 0, usage: Usage | None = None
+    ) -> None:
+        has_usage = usage is not None and (
+            usage.total_tokens or usage.prompt_tokens or usage.completion_tokens
+        )
+        self._outbox.post(
+            CompleteMessage(
+                run_id=run_id, reason=reason, steps=steps, usage=usage if has_usage else None
+            )
+        )
+
+    async def _stream_step(self, run_id: str, step: _Step, usage: Usage) -> Usage:
+        stream = self._model.stream(list(self._session.conversation), self._session.tools())
+        try:
+            async for event in stream:
+                if isinstance(event, TextDelta):
+                    if event.text:
+                        step.text.append(event.text)
+                        await self._outbox.send(TokenMessage(run_id=run_id, content=event.text))
+                elif isinstance(event, ToolCallEvent):
+                    call_id = event.id or self._session.calls.new_id()
+                    step.calls.append(ToolCall(call_id, event.name, event.arguments))
+                elif isinstance(event, UsageEvent):
+                    usage = Usage(
+                        prompt_tokens=usage.prompt_tokens + event.prompt_tokens,
+                        completion_tokens=usage.completion_tokens + event.completion_tokens,
+                        total_tokens=usage.total_tokens + event.total_tokens,
+                    )
+        finally:
+            await _close(stream)
+        return usage
+
+    async def _run_calls(self, run_id: str, step: _Step) -> None:
+        async def one(call: ToolCall) -> None:
+            step.wire_ids[call.id] = wire_id = self._session.calls.new_id()
+            result = await self._execute(run_id, wire_id, call)
+            step.results[call.id] = result
+            self._announce(run_id, wire_id, result)
+
+        if len(step.calls) == 1:
+            await one(step.calls[0])
+        else:
+            await asyncio.gather(*(one(call) for call in step.calls))
+
+    async def _execute(self, run_id: str, wire_id: str, call: ToolCall) -> ToolResult:
+        spec = self._session.find_tool(call.name)
+        if spec is None:
+            names = ", ".join(t.name for t in self._session.tools()) or "none"
+            detail = f"there is no tool named {call.name!r}; available tools: {names}"
+            return _result(call, TerminalStatus.ERROR, detail=detail)
+        arguments, problem = _decode_arguments(call.arguments)
+        if problem is None:
+            problem = spec.validate_arguments(arguments)
+        if problem is not None:
+            return _result(call, TerminalStatus.INVALID_ARGUMENTS, detail=problem)
+        if spec.source == "server":
+            outcome = await self._run_server_tool(spec, arguments)
+        else:
+            outcome = await self._client_calls.call(
+                wire_id,
+                name=spec.name,
+                run_id=run_id,
+                arguments=arguments,
+                timeout_ms=self._timeout_ms(spec),
+                interactive=spec.interactive,
+            )
+        if outcome.status is TerminalStatus.OK:
+            mismatch = spec.validate_result(outcome.result)
+            if mismatch is not None:
+                detail = f"the result did not match the tool's output_schema: {mismatch}"
+                return _result(call, TerminalStatus.ERROR, detail=detail)
+            return _result(call, TerminalStatus.OK, data=outcome.result)
+        return _result(call, outcome.status, detail=outcome.error)
+
+    async def _run_server_tool(self, spec: ToolSpec, arguments: dict[str, Any]) -> Outcome:
+        timeout_s = self._timeout_ms(spec) / 1000
+        try:
+            async with asyncio.timeout(timeout_s):
+                value = await self._server_tools.invoke(spec.name, arguments)
+        except TimeoutError:
+            return Outcome(TerminalStatus.TIMED_OUT, error=f"no answer within {timeout_s:.1f} s")
+        except Exception as exc:  # a tool's failure is the model's information, not ours
+            log.info("server tool %s failed: %r", spec.name, exc)
+            return Outcome(TerminalStatus.ERROR, error=f"{type(exc).__name__}: {exc}")
+        return Outcome(TerminalStatus.OK, value)
+
+    def _timeout_ms(self, spec: ToolSpec) -> int:
+        if spec.interactive:
+            return spec.timeout_ms or self._config.human_timeout_ms
+        wanted = spec.timeout_ms or self._config.default_timeout_ms
+        return min(wanted, self._config.max_timeout_ms)
+
+    def _announce(self, run_id: str, wire_id: str, result: ToolResult) -> None:
+        spec = self._session.find_tool(result.name)
+        self._outbox.post(
+            ToolResultMessage(
+                id=wire_id,
+                run_id=run_id,
+                name=result.name,
+                status=result.status.value,
+                source=spec.source if spec is not None else "unknown",
+                result=result.data if result.status is TerminalStatus.OK else None,
+                error=None if result.status is TerminalStatus.OK else result.content,
+            )
+        )
+
+    def _record_assistant(self, step: _Step) -> None:
+        if not step.assistant_recorded:
+            step.assistant_recorded = True
+            turn = AssistantTurn("".join(step.text), tuple(step.calls))
+            self._session.conversation.add(turn)
+
+    def _record_results(self, step: _Step) -> None:
+        if not step.results_recorded:
+            step.results_recorded = True
+            for call in step.calls:
+                self._session.conversation.add(step.results[call.id])
+
+    def _settle(self, run_id: str, step: _Step, why: str) -> None:
+        """Close the step whatever state it is in, giving each unanswered call a result."""
+        self._record_assistant(step)
+        for call in step.calls:
+            if call.id not in step.results:
+                result = _result(call, TerminalStatus.CANCELLED, detail=why)
+                step.results[call.id] = result
+                wire_id = step.wire_ids.get(call.id, call.id)
+                self._announce(run_id, wire_id, result)
+        self._record_results(step)
+
+
+def _result(
+    call: ToolCall, status: TerminalStatus, *, data: Any = None, detail: str | None = None
+) -> ToolResult:
+    return ToolResult(call.id, call.name, status, result_text(status, data, detail), data)
+
+
+def _decode_arguments(raw: str) -> tuple[dict[str, Any], str | None]:
+    try:
+        value = json.loads(raw) if raw.strip() else {}
+    except ValueError as exc:
+        return {}, f"the arguments are not valid JSON ({exc})"
+    if not isinstance(value, dict):
+        return {}, f"the arguments must be a JSON object, got {type(value).__name__}"
+    return value, None
+
+
+async def _close(stream: AsyncIterator[ModelEvent]) -> None:
+    # An abandoned async generator is only closed by the garbage collector; a provider's HTTP
+    # stream must end now, so close it explicitly.
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -1,0 +1,214 @@
+"""The pending-call table: ids, deadlines on an injected clock, and terminal states.
+
+No I/O and no event loop: the edge asks `next_deadline()` when to wake and calls `expire()`.
+Two clocks exist because a person answering a dialog is not a stalled machine: interactive
+calls get the human timeout, and `tool_progress` pushes the machine deadline out, never past a
+hard cap counted from when the request was sent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "CallState",
+    "CallTable",
+    "Delivery",
+    "PendingCall",
+    "TerminalStatus",
+]
+
+
+class TerminalStatus(StrEnum):
+    OK = "ok"
+    ERROR = "error"
+    INVALID_ARGUMENTS = "invalid_arguments"
+    DENIED = "denied"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+
+class CallState(StrEnum):
+    PENDING = "pending"
+    ANSWERED = "answered"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+
+class Delivery(StrEnum):
+    """What to do with an incoming `tool_response` or `tool_progress`."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"  # answered already: reply `error duplicate_response`
+    LATE = "late"  # timed out or cancelled already: drop and log
+    UNKNOWN = "unknown"  # never issued (or long forgotten): reply `error unknown_call`
+
+
+@dataclass(slots=True)
+class PendingCall:
+    id: str
+    run_id: str
+    name: str
+    sent_at: float
+    timeout_s: float
+    deadline: float
+    hard_deadline: float
+    interactive: bool
+    state: CallState = CallState.PENDING
+    last_progress: float | None = None
+    progress_message: str | None = None
+
+
+Clock = Callable[[], float]
+
+
+def _random_ids() -> Callable[[], str]:
+    prefix = secrets.token_hex(4)
+    counter = itertools.count(1)
+    return lambda: f"call_{prefix}_{next(counter)}"
+
+
+class CallTable:
+    """Tracks every client tool call of one session from request to terminal state."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        progress_cap_s: float,
+        new_id: Callable[[], str] | None = None,
+        remember: int = 1024,
+    ) -> None:
+        self._clock = clock
+        self._progress_cap_s = progress_cap_s
+        self._new_id = new_id or _random_ids()
+        self._pending: dict[str, PendingCall] = {}
+        # Finished ids are remembered (bounded) to tell a duplicate or late answer from a stray one.
+        self._finished: OrderedDict[str, CallState] = OrderedDict()
+        self._remember = remember
+
+    def new_id(self) -> str:
+        return self._new_id()
+
+    def open(
+        self,
+        call_id: str,
+        *,
+        name: str,
+        run_id: str,
+        timeout_s: float,
+        interactive: bool = False,
+    ) -> PendingCall:
+        """Arm a call at the moment its request is sent."""
+        if call_id in self._pending or call_id in self._finished:
+            raise ValueError(f"call id {call_id!r} is already in use")
+        now = self._clock()
+        cap = max(self._progress_cap_s, timeout_s)
+        call = PendingCall(
+            id=call_id,
+            run_id=run_id,
+            name=name,
+            sent_at=now,
+            timeout_s=timeout_s,
+            deadline=now + timeout_s,
+            hard_deadline=now + cap,
+            interactive=interactive,
+        )
+        self._pending[call_id] = call
+        return call
+
+    def get(self, call_id: str) -> PendingCall | None:
+        return self._pending.get(call_id)
+
+    def pending(self) -> list[PendingCall]:
+        return list(self._pending.values())
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def classify(self, call_id: str) -> Delivery:
+        if call_id in self._pending:
+            return Delivery.ACCEPTED
+        state = self._finished.get(call_id)
+        if state is None:
+            return Delivery.UNKNOWN
+        return Delivery.DUPLICATE if state is CallState.ANSWERED else Delivery.LATE
+
+    def answer(self, call_id: str) -> tuple[Delivery, PendingCall | None]:
+        """Record a `tool_response`; only the first answer to a pending call counts."""
+        delivery = self.classify(call_id)
+        if delivery is not Delivery.ACCEPTED:
+            return delivery, None
+        return delivery, self._finish(call_id, CallState.ANSWERED)
+
+    def progress(self, call_id: str, message: str | None = None) -> Delivery:
+        """Push the deadline out by the call's timeout, never past the hard cap."""
+        delivery = self.classify(call_id)
+        call = self._pending.get(call_id)
+        if call is None:
+            return delivery
+        now = self._clock()
+        call.last_progress = now
+        call.progress_message = message
+        call.deadline = min(max(call.deadline, now + call.timeout_s), call.hard_deadline)
+        return delivery
+
+    def expire(self) -> list[PendingCall]:
+        """Mark every call whose deadline has passed as timed out and return them."""
+        now = self._clock()
+        due = [c.id for c in self._pending.values() if c.deadline <= now]
+        return [self._finish(call_id, CallState.TIMED_OUT) for call_id in due]
+
+    def cancel(self, call_id: str) -> PendingCall | None:
+        if call_id not in self._pending:
+            return None
+        return self._finish(call_id, CallState.CANCELLED)
+
+    def cancel_run(self, run_id: str) -> list[PendingCall]:
+        ids = [c.id for c in self._pending.values() if c.run_id == run_id]
+        return [self._finish(call_id, CallState.CANCELLED) for call_id in ids]
+
+    def cancel_all(self) -> list[PendingCall]:
+        return [self._finish(call_id, CallState.CANCELLED) for call_id in list(self._pending)]
+
+    def remaining(self, call_id: str) -> float | None:
+        call = self._pending.get(call_id)
+        return None if call is None else max(0.0, call.deadline - self._clock())
+
+    def next_deadline(self) -> float | None:
+        return min((c.deadline for c in self._pending.values()), default=None)
+
+    def _finish(self, call_id: str, state: CallState) -> PendingCall:
+        call = self._pending.pop(call_id)
+        call.state = state
+        self._finished[call_id] = state
+        while len(self._finished) > self._remember:
+            self._finished.popitem(last=False)
+        return call
+
+
+def terminal_for_response(status: str) -> TerminalStatus:
+    """Map a client's `tool_response.status` to the terminal status of the call."""
+    return {"ok": TerminalStatus.OK, "denied": TerminalStatus.DENIED}.get(
+        status, TerminalStatus.ERROR
+    )
+
+
+def describe(status: TerminalStatus, detail: Any = None) -> str:
+    """A short sentence for the model about a result that carries no data."""
+    texts = {
+        TerminalStatus.TIMED_OUT: "The tool did not answer in time; the call timed out.",
+        TerminalStatus.CANCELLED: "The call was cancelled before the tool answered.",
+        TerminalStatus.DENIED: "The user denied this tool call.",
+        TerminalStatus.INVALID_ARGUMENTS: "The arguments did not match the tool's schema.",
+        TerminalStatus.ERROR: "The tool failed.",
+        TerminalStatus.OK: "The tool succeeded.",
+    }
+    base = texts[status]
+    return f"{base} {detail}" if detail else base

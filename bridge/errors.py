@@ -1,0 +1,100 @@
+"""One exception tree for the bridge, with its mapping to wire error codes and close codes."""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+__all__ = [
+    "BridgeError",
+    "CloseCode",
+    "ErrorCode",
+    "LimitExceeded",
+    "ProtocolError",
+    "ToolDefinitionError",
+    "ToolError",
+]
+
+
+class ErrorCode(StrEnum):
+    """Codes carried by the `error` message; stable, documented in docs/protocol.md."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_MESSAGE = "invalid_message"
+    UNKNOWN_TYPE = "unknown_type"
+    BINARY_NOT_SUPPORTED = "binary_not_supported"
+    HELLO_REQUIRED = "hello_required"
+    ALREADY_GREETED = "already_greeted"
+    UNSUPPORTED_PROTOCOL = "unsupported_protocol"
+    UNKNOWN_CALL = "unknown_call"
+    DUPLICATE_RESPONSE = "duplicate_response"
+    UNKNOWN_TOOL = "unknown_tool"
+    INVALID_TOOL = "invalid_tool"
+    TOO_MANY_TOOLS = "too_many_tools"
+    DUPLICATE_TOOL = "duplicate_tool"
+    NETWORK_REF = "network_ref"
+    NO_ACTIVE_RUN = "no_active_run"
+    QUEUE_FULL = "queue_full"
+    MODEL_ERROR = "model_error"
+    MODEL_AUTH = "model_auth"
+    MODEL_PERMISSION = "model_permission"
+    MODEL_RATE_LIMITED = "model_rate_limited"
+    MODEL_UNAVAILABLE = "model_unavailable"
+    MODEL_TIMEOUT = "model_timeout"
+    MODEL_CONNECTION = "model_connection"
+    MODEL_BAD_REQUEST = "model_bad_request"
+    INTERNAL = "internal_error"
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the server uses; each breach of a limit has its own."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    POLICY = 1008
+    TOO_BIG = 1009
+    INTERNAL = 1011
+    BUSY = 1013
+    UNAUTHORIZED = 4401
+    FORBIDDEN = 4403
+    HEARTBEAT_TIMEOUT = 4408
+    REPLACED = 4409
+
+
+class BridgeError(Exception):
+    """Base of every error the bridge raises on purpose."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class ProtocolError(BridgeError):
+    """A client message the server cannot act on; answered with `error`, the connection lives."""
+
+    code = ErrorCode.INVALID_MESSAGE
+
+
+class ToolDefinitionError(BridgeError):
+    """A tool definition refused at registration; reported in `rejected`, others still register."""
+
+    code = ErrorCode.INVALID_TOOL
+
+
+class ToolError(BridgeError):
+    """A tool failed while running; becomes an `error` result the model can read."""
+
+    code = ErrorCode.INTERNAL
+
+
+class LimitExceeded(BridgeError):
+    """A limit was broken; the connection closes with `close_code`."""
+
+    code = ErrorCode.INVALID_MESSAGE
+
+    def __init__(self, message: str, *, close_code: CloseCode) -> None:
+        super().__init__(message)
+        self.close_code = close_code

@@ -1,0 +1,343 @@
+"""Wire models of protocol v1: one discriminated union per direction, keyed by `type`.
+
+Parsing lives here and nowhere else, so every malformed frame maps to one `ProtocolError`
+code before any state is touched.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from bridge.errors import ErrorCode, ProtocolError
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "ClientMessage",
+    "CompleteMessage",
+    "CompleteReason",
+    "ErrorMessage",
+    "HelloMessage",
+    "Limits",
+    "PingMessage",
+    "PongMessage",
+    "ReadyMessage",
+    "RegisterToolsMessage",
+    "RejectedTool",
+    "ResponseStatus",
+    "RunStartedMessage",
+    "ServerMessage",
+    "StopMessage",
+    "TokenMessage",
+    "ToolCancelMessage",
+    "ToolError",
+    "ToolProgressMessage",
+    "ToolRequestMessage",
+    "ToolResponseMessage",
+    "ToolResultMessage",
+    "ToolsReport",
+    "ToolsUpdatedMessage",
+    "UnregisterToolsMessage",
+    "UserMessage",
+    "Usage",
+    "dump_server_message",
+    "parse_client_message",
+    "protocol_json_schema",
+]
+
+PROTOCOL_VERSION = 1
+
+ResponseStatus = Literal["ok", "error", "denied"]
+ResultStatus = Literal["ok", "error", "invalid_arguments", "denied", "timed_out", "cancelled"]
+CompleteReason = Literal["done", "stopped", "max_steps", "error", "disconnected"]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ToolError(_Wire):
+    """Why a tool did not produce a result."""
+
+    message: str = Field(max_length=16_384)
+    code: str | None = None
+
+
+# Client to server -----------------------------------------------------------------------------
+
+
+class HelloMessage(_Wire):
+    type: Literal["hello"] = "hello"
+    protocol: int = PROTOCOL_VERSION
+    # Each definition is checked on its own by toolspec so one bad tool never sinks the rest.
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    client: str | None = None
+
+
+class RegisterToolsMessage(_Wire):
+    type: Literal["register_tools"] = "register_tools"
+    tools: list[dict[str, Any]]
+
+
+class UnregisterToolsMessage(_Wire):
+    type: Literal["unregister_tools"] = "unregister_tools"
+    names: list[str]
+
+
+class UserMessage(_Wire):
+    type: Literal["message"] = "message"
+    content: str
+
+
+class StopMessage(_Wire):
+    type: Literal["stop"] = "stop"
+
+
+class ToolResponseMessage(_Wire):
+    type: Literal["tool_response"] = "tool_response"
+    id: str
+    status: ResponseStatus = "ok"
+    result: Any = None
+    error: ToolError | None = None
+
+
+class ToolProgressMessage(_Wire):
+    type: Literal["tool_progress"] = "tool_progress"
+    id: str
+    progress: float | None = Field(default=None, ge=0.0, le=1.0)
+    message: str | None = Field(default=None, max_length=4096)
+
+
+class PingMessage(_Wire):
+    type: Literal["ping"] = "ping"
+    nonce: str | None = None
+
+
+class PongMessage(_Wire):
+    type: Literal["pong"] = "pong"
+    nonce: str | None = None
+
+
+ClientMessage = Annotated[
+    HelloMessage
+    | RegisterToolsMessage
+    | UnregisterToolsMessage
+    | UserMessage
+    | StopMessage
+    | ToolResponseMessage
+    | ToolProgressMessage
+    | PingMessage
+    | PongMessage,
+    Field(discriminator="type"),
+]
+
+# Server to client -----------------------------------------------------------------------------
+
+
+class _ServerWire(_Wire):
+    # Not frozen: the connection stamps `seq` at the moment the message is queued.
+    model_config = ConfigDict(extra="ignore", frozen=False)
+
+    seq: int = 0
+
+
+class RejectedTool(_Wire):
+    name: str | None
+    code: str
+    reason: str
+
+
+class ToolsReport(_Wire):
+    accepted: list[str]
+    rejected: list[RejectedTool]
+
+
+class Limits(_Wire):
+    max_message_bytes: int
+    max_tools: int
+    max_schema_bytes: int
+    max_tool_timeout_ms: int
+    default_tool_timeout_ms: int
+    human_timeout_ms: int
+    progress_cap_ms: int
+    heartbeat_interval_ms: int
+    max_steps: int
+
+
+class ReadyMessage(_ServerWire):
+    type: Literal["ready"] = "ready"
+    session_id: str
+    protocol: int = PROTOCOL_VERSION
+    tools: ToolsReport
+    server_tools: list[str] = Field(default_factory=list)
+    limits: Limits
+
+
+class ToolsUpdatedMessage(_ServerWire):
+    type: Literal["tools_updated"] = "tools_updated"
+    tools: ToolsReport
+    removed: list[str] = Field(default_factory=list)
+    active: list[str] = Field(default_factory=list)
+
+
+class RunStartedMessage(_ServerWire):
+    type: Literal["run_started"] = "run_started"
+    run_id: str
+    content: str
+
+
+class TokenMessage(_ServerWire):
+    type: Literal["token"] = "token"
+    run_id: str
+    content: str
+
+
+class ToolRequestMessage(_ServerWire):
+    type: Literal["tool_request"] = "tool_request"
+    id: str
+    run_id: str
+    name: str
+    arguments: dict[str, Any]
+    timeout_ms: int
+    interactive: bool = False
+
+
+class ToolCancelMessage(_ServerWire):
+    type: Literal["tool_cancel"] = "tool_cancel"
+    id: str
+    reason: str
+
+
+class ToolResultMessage(_ServerWire):
+    """The terminal result of one tool call, client or server side, for display."""
+
+    type: Literal["tool_result"] = "tool_result"
+    id: str
+    run_id: str
+    name: str
+    status: ResultStatus
+    source: Literal["client", "server", "unknown"] = "client"
+    result: Any = None
+    error: str | None = None
+
+
+class Usage(_Wire):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class CompleteMessage(_ServerWire):
+    type: Literal["complete"] = "complete"
+    run_id: str
+    reason: CompleteReason
+    steps: int = 0
+    usage: Usage | None = None
+
+
+class ErrorMessage(_ServerWire):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    id: str | None = None
+    run_id: str | None = None
+
+
+class ServerPingMessage(_ServerWire):
+    type: Literal["ping"] = "ping"
+    nonce: str | None = None
+
+
+class ServerPongMessage(_ServerWire):
+    type: Literal["pong"] = "pong"
+    nonce: str | None = None
+
+
+ServerMessage = Annotated[
+    ReadyMessage
+    | ToolsUpdatedMessage
+    | RunStartedMessage
+    | TokenMessage
+    | ToolRequestMessage
+    | ToolCancelMessage
+    | ToolResultMessage
+    | CompleteMessage
+    | ErrorMessage
+    | ServerPingMessage
+    | ServerPongMessage,
+    Field(discriminator="type"),
+]
+
+_client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+_server_adapter: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
+_KNOWN_CLIENT_TYPES = frozenset(
+    {
+        "hello",
+        "register_tools",
+        "unregister_tools",
+        "message",
+        "stop",
+        "tool_response",
+        "tool_progress",
+        "ping",
+        "pong",
+    }
+)
+
+
+def parse_client_message(text: str | bytes) -> ClientMessage:
+    """Parse one client frame; raise `ProtocolError` with the precise code when it is unusable."""
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"frame is not valid JSON: {exc}", code=ErrorCode.INVALID_JSON) from None
+    if not isinstance(data, dict):
+        raise ProtocolError(
+            f"a message must be a JSON object, got {type(data).__name__}",
+            code=ErrorCode.INVALID_MESSAGE,
+        )
+    kind = data.get("type")
+    if kind not in _KNOWN_CLIENT_TYPES:
+        raise ProtocolError(f"unknown message type {kind!r}", code=ErrorCode.UNKNOWN_TYPE)
+    try:
+        return _client_adapter.validate_python(data)
+    except ValidationError as exc:
+        raise ProtocolError(_describe(exc, kind), code=ErrorCode.INVALID_MESSAGE) from None
+
+
+def _describe(exc: ValidationError, kind: object) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:5]:
+        loc = ".".join(str(p) for p in err["loc"][1:]) or "message"
+        parts.append(f"{loc}: {err['msg']}")
+    return f"invalid {kind} message: " + "; ".join(parts)
+
+
+def dump_server_message(message: BaseModel) -> str:
+    """Serialise a server message for the wire, leaving out fields that are unset."""
+    return message.model_dump_json(exclude_none=True)
+
+
+def parse_server_message(text: str | bytes) -> ServerMessage:
+    """Parse a server frame (used by clients and tests)."""
+    return _server_adapter.validate_json(text)
+
+
+def protocol_json_schema() -> dict[str, Any]:
+    """The JSON Schema of protocol v1: both directions, as committed in docs/protocol.schema.json."""
+    client = _client_adapter.json_schema(mode="validation")
+    server = _server_adapter.json_schema(mode="serialization")
+    defs: dict[str, Any] = {}
+    defs.update(client.pop("$defs", {}))
+    defs.update(server.pop("$defs", {}))
+    defs["ClientMessage"] = client
+    defs["ServerMessage"] = server
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "agent-bridge/protocol/v1",
+        "title": f"agent-bridge protocol v{PROTOCOL_VERSION}",
+        "oneOf": [{"$ref": "#/$defs/ClientMessage"}, {"$ref": "#/$defs/ServerMessage"}],
+        "$defs": dict(sorted(defs.items())),
+    }

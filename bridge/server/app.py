@@ -1,0 +1,128 @@
+"""The app factory and the router a user can mount into an existing FastAPI app."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, WebSocket
+from fastapi.staticfiles import StaticFiles
+
+from bridge.agent.model import Model
+from bridge.agent.offline import OfflineModel
+from bridge.agent.outbox import Outbox
+from bridge.agent.runtime import SessionRuntime
+from bridge.agent.server_tools import ServerTools
+from bridge.errors import CloseCode
+from bridge.server.auth import AuthHook, TokenAuth, allow_all
+from bridge.server.connection import Connection
+from bridge.server.hub import SessionHub
+from bridge.server.logs import install_redaction
+from bridge.server.settings import BridgeSettings
+
+__all__ = ["Bridge", "create_app"]
+
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+ModelSource = Model | Callable[[str], Model]
+
+
+class Bridge:
+    """Everything one server needs: settings, the model, server tools, sessions, the router."""
+
+    def __init__(
+        self,
+        settings: BridgeSettings | None = None,
+        *,
+        model: ModelSource | None = None,
+        server_tools: ServerTools | None = None,
+        authenticate: AuthHook | None = None,
+    ) -> None:
+        self.settings = settings or BridgeSettings()
+        self.server_tools = server_tools or ServerTools(self.settings.tool_limits())
+        source: ModelSource = model if model is not None else OfflineModel()
+        self._model_for: Callable[[str], Model] = (
+            (lambda _session_id: source) if isinstance(source, Model) else source
+        )
+        if authenticate is None:
+            token = self.settings.token
+            authenticate = TokenAuth(token.get_secret_value()) if token else allow_all
+        self._authenticate = authenticate
+        self.hub = SessionHub(
+            limits=self.settings.session_limits(),
+            server_tools=self.server_tools.specs,
+            ttl_s=self.settings.session_ttl_s,
+            max_sessions=self.settings.max_sessions,
+        )
+        self._limits = self.settings.wire_limits()
+        self._loop_config = self.settings.loop_config()
+        self.router = APIRouter()
+        self.router.add_api_websocket_route("/ws/agent/{session_id}", self._endpoint)
+        self.router.add_api_route("/healthz", self._health, methods=["GET"])
+        install_redaction()
+
+    @property
+    def model_name(self) -> str:
+        return self._model_for("").name
+
+    async def _health(self) -> dict[str, Any]:
+        return {"status": "ok", "sessions": len(self.hub), "connected": self.hub.connected}
+
+    async def _endpoint(self, websocket: WebSocket, session_id: str) -> None:
+        if not _SESSION_ID.fullmatch(session_id):
+            await _refuse(websocket, CloseCode.POLICY, "invalid session id")
+            return
+        if not await self._authenticate(websocket):
+            # Browsers cannot read an HTTP status from a failed handshake, but they do see a
+            # close code, so the refusal is decided before accept and told after it.
+            await _refuse(websocket, CloseCode.UNAUTHORIZED, "unauthorized")
+            return
+        session = self.hub.session(session_id, asyncio.get_running_loop().time)
+        if session is None:
+            await _refuse(websocket, CloseCode.BUSY, "server is at its session limit")
+            return
+        await websocket.accept()
+        model = self._model_for(session_id)
+
+        def make_runtime(outbox: Outbox) -> SessionRuntime:
+            return SessionRuntime(
+                session,
+                model,
+                outbox,
+                limits=self._limits,
+                server_tools=self.server_tools,
+                config=self._loop_config,
+            )
+
+        connection = Connection(websocket, session, self.settings, make_runtime)
+        await self.hub.attach(session_id, connection)
+        try:
+            await connection.run()
+        finally:
+            self.hub.detach(session_id, connection)
+
+
+async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
+    await websocket.accept()
+    await websocket.close(code, reason)
+
+
+def create_app(
+    settings: BridgeSettings | None = None,
+    *,
+    model: ModelSource | None = None,
+    server_tools: ServerTools | None = None,
+    authenticate: AuthHook | None = None,
+    static_dir: Path | None = None,
+) -> FastAPI:
+    """A FastAPI app serving the bridge, and the demo page at `/` when `static_dir` is given."""
+    bridge = Bridge(settings, model=model, server_tools=server_tools, authenticate=authenticate)
+    app = FastAPI(title="agent-bridge")
+    app.state.bridge = bridge
+    app.include_router(bridge.router)
+    if static_dir is not None:
+        app.mount("/", StaticFiles(directory=static_dir, html=True), name="demo")
+    return app

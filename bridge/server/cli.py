@@ -1,0 +1,82 @@
+"""`agent-bridge`: serve the bridge, or print the protocol's JSON Schema."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+
+from bridge.protocol import protocol_json_schema
+from bridge.server.app import create_app
+from bridge.server.settings import BridgeSettings
+
+__all__ = ["main"]
+
+
+def _demo_dir() -> Path | None:
+    """The browser demo, when running from a checkout (examples/browser)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "examples" / "browser"
+        if (candidate / "index.html").is_file():
+            return candidate
+    return None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = BridgeSettings(**overrides)
+    demo = None if args.no_demo else _demo_dir()
+    app = create_app(settings, static_dir=demo)
+    bridge = app.state.bridge
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"agent-bridge serving {base}", flush=True)
+    print(f"  WebSocket: ws://{settings.host}:{settings.port}/ws/agent/{{session_id}}", flush=True)
+    print(f"  model: {bridge.model_name} ({_describe_model(bridge.model_name)})", flush=True)
+    if demo is not None:
+        print(f"  demo page: {base}/", flush=True)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        ws_max_size=settings.max_message_bytes + 1024,
+        ws_per_message_deflate=settings.compression,
+        ws_ping_interval=None,
+    )
+    return 0
+
+
+def _describe_model(name: str) -> str:
+    if name == "offline":
+        return "deterministic offline model, not an LLM; set OPENAI_API_KEY to use a real model"
+    return "OpenAI-compatible endpoint"
+
+
+def _schema(_args: argparse.Namespace) -> int:
+    json.dump(protocol_json_schema(), sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agent-bridge", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--host", help="interface to bind (default 127.0.0.1, BRIDGE_HOST)")
+    serve.add_argument("--port", type=int, help="port (default 8000, BRIDGE_PORT)")
+    serve.add_argument("--no-demo", action="store_true", help="do not serve the demo page at /")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=_serve)
+    schema = commands.add_parser("schema", help="print the protocol's JSON Schema")
+    schema.set_defaults(func=_schema)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

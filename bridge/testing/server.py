@@ -1,0 +1,62 @@
+"""Run an ASGI app under real uvicorn on a free loopback port, inside the current event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+__all__ = ["RunningServer", "serve_app"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunningServer:
+    host: str
+    port: int
+    server: uvicorn.Server
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def ws_url(self, session_id: str) -> str:
+        return f"ws://{self.host}:{self.port}/ws/agent/{session_id}"
+
+
+@contextlib.asynccontextmanager
+async def serve_app(
+    app: Any, *, host: str = "127.0.0.1", max_message_bytes: int = 1_048_576, **config: Any
+) -> AsyncIterator[RunningServer]:
+    """Yield once the port is listening (the socket is bound before uvicorn starts, so a client
+    may connect at once and wait in the backlog)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.listen(2048)
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+    options: dict[str, Any] = {
+        "log_level": "warning",
+        "ws_max_size": max_message_bytes + 1024,
+        "ws_ping_interval": None,
+        "ws_per_message_deflate": False,
+        "lifespan": "off",
+    }
+    options.update(config)
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield RunningServer(host, port, server)
+    finally:
+        server.should_exit = True
+        try:
+            async with asyncio.timeout(10):
+                await task
+        except TimeoutError:
+            task.cancel()
+        sock.close()
