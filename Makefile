@@ -39,6 +39,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy bridge
+	$(VENV)/bin/mypy --strict clients/python/bridge_client
 
 pytest: setup
 	$(VENV)/bin/pytest

@@ -40,8 +40,8 @@ __all__ = [
     "ToolsReport",
     "ToolsUpdatedMessage",
     "UnregisterToolsMessage",
-    "UserMessage",
     "Usage",
+    "UserMessage",
     "dump_server_message",
     "parse_client_message",
     "protocol_json_schema",
@@ -292,7 +292,9 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
     try:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"frame is not valid JSON: {exc}", code=ErrorCode.INVALID_JSON) from None
+        raise ProtocolError(
+            f"frame is not valid JSON: {exc}", code=ErrorCode.INVALID_JSON
+        ) from None
     if not isinstance(data, dict):
         raise ProtocolError(
             f"a message must be a JSON object, got {type(data).__name__}",
@@ -326,7 +328,7 @@ def parse_server_message(text: str | bytes) -> ServerMessage:
 
 
 def protocol_json_schema() -> dict[str, Any]:
-    """The JSON Schema of protocol v1: both directions, as committed in docs/protocol.schema.json."""
+    """The JSON Schema of protocol v1, both directions (committed as docs/protocol.schema.json)."""
     client = _client_adapter.json_schema(mode="validation")
     server = _server_adapter.json_schema(mode="serialization")
     defs: dict[str, Any] = {}

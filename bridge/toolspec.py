@@ -15,7 +15,6 @@ from typing import Any, Literal
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
 from referencing import Registry
-from referencing.exceptions import NoSuchResource
 
 from bridge.errors import ErrorCode, ToolDefinitionError
 
@@ -48,12 +47,10 @@ class ToolLimits:
     default_timeout_ms: int = 30_000
 
 
-def _refuse_retrieval(uri: str) -> Any:
-    # Network and file refs are refused at registration; this is the belt to that brace.
-    raise NoSuchResource(ref=uri)
-
-
-_OFFLINE_REGISTRY: Registry[Any] = Registry(retrieve=_refuse_retrieval)
+# Without an explicit registry, jsonschema falls back to one that fetches remote refs over the
+# network; an empty registry's retrieval always fails. Non-local refs are refused at registration
+# too, so this is the belt to that brace.
+_OFFLINE_REGISTRY: Registry[Any] = Registry()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +109,7 @@ def _format_validation_error(error: ValidationError) -> str:
     return f"at '/{where}': {error.message}" if where else error.message
 
 
-def parse_tool(
-    raw: Any, limits: ToolLimits, *, source: ToolSource = "client"
-) -> ToolSpec:
+def parse_tool(raw: Any, limits: ToolLimits, *, source: ToolSource = "client") -> ToolSpec:
     """Check one definition and compile its validators, or raise `ToolDefinitionError`."""
     if not isinstance(raw, Mapping):
         raise ToolDefinitionError("a tool definition must be a JSON object")
@@ -251,7 +246,9 @@ def register_many(
             continue
         if spec.name in taken:
             rejected.append(
-                Rejection(spec.name, ErrorCode.DUPLICATE_TOOL.value, f"tool {spec.name!r} already exists")
+                Rejection(
+                    spec.name, ErrorCode.DUPLICATE_TOOL.value, f"tool {spec.name!r} already exists"
+                )
             )
             continue
         if count >= limits.max_tools:

@@ -61,9 +61,7 @@ class OfflineModel:
         else:
             tool = _pick(message.content, tools)
             if tool is not None:
-                calls = sum(
-                    len(t.tool_calls) for t in turns if isinstance(t, AssistantTurn)
-                )
+                calls = sum(len(t.tool_calls) for t in turns if isinstance(t, AssistantTurn))
                 yield TextDelta(f"Let me use {tool.name}. ")
                 arguments = fill_arguments(tool.parameters, message.content)
                 yield ToolCallEvent(f"offline_{calls + 1}", tool.name, json.dumps(arguments))
@@ -126,7 +124,7 @@ def _value_for(name: str, prop: Mapping[str, Any], message: str) -> Any:
         return prop["default"]
     if "const" in prop:
         return prop["const"]
-    if "enum" in prop and prop["enum"]:
+    if prop.get("enum"):
         mentioned = [v for v in prop["enum"] if str(v).lower() in message.lower()]
         return (mentioned or prop["enum"])[0]
     if prop.get("examples"):

@@ -68,9 +68,7 @@ class SessionRuntime:
             self._hello(message)
             return
         if not self.greeted:
-            raise ProtocolError(
-                f"send hello before {message.type}", code=ErrorCode.HELLO_REQUIRED
-            )
+            raise ProtocolError(f"send hello before {message.type}", code=ErrorCode.HELLO_REQUIRED)
         if isinstance(message, UserMessage):
             self._submit(message.content)
         elif isinstance(message, ToolResponseMessage):

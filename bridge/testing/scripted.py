@@ -22,7 +22,9 @@ class Hang:
     release: asyncio.Event | None = None
 
 
-def call(name: str, arguments: dict[str, Any] | str | None = None, *, id: str = "") -> ToolCallEvent:
+def call(
+    name: str, arguments: dict[str, Any] | str | None = None, *, id: str = ""
+) -> ToolCallEvent:
     """A scripted tool call; pass a string to send arguments that are not valid JSON."""
     raw = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
     return ToolCallEvent(id=id, name=name, arguments=raw)

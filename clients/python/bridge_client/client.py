@@ -141,7 +141,12 @@ class BridgeClient:
         self._reader = asyncio.create_task(self._read())
         if hello:
             await self.send_json(
-                {"type": "hello", "protocol": 1, "tools": self.definitions, "client": self._client_name}
+                {
+                    "type": "hello",
+                    "protocol": 1,
+                    "tools": self.definitions,
+                    "client": self._client_name,
+                }
             )
             self.ready = await self.wait_for("ready")
 

@@ -30,7 +30,7 @@ def parameters_schema(func: Callable[..., Any], skip: str | None = None) -> dict
             raise TypeError(f"{func.__name__}: a tool handler takes named parameters only")
         default = ... if param.default is param.empty else param.default
         fields[param.name] = (hints.get(param.name, Any), default)
-    model = create_model(  # type: ignore[call-overload]
+    model = create_model(
         f"{func.__name__}_parameters", __config__=ConfigDict(extra="forbid"), **fields
     )
     schema: dict[str, Any] = model.model_json_schema()
