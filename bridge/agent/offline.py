@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from bridge.agent.model import ModelEvent, TextDelta, ToolCallEvent
@@ -110,16 +110,18 @@ def fill_arguments(schema: Mapping[str, Any], message: str) -> dict[str, Any]:
     """Arguments for a call: required properties always, others when they have a default."""
     properties: Mapping[str, Any] = schema.get("properties", {})
     required = set(schema.get("required", []))
+    # Numbers are handed out in the order they appear, so "add 2 and 40" fills a=2, b=40.
+    numbers = iter(_NUMBER.findall(message))
     arguments: dict[str, Any] = {}
     for name, prop in properties.items():
         if not isinstance(prop, Mapping):
             continue
         if name in required or "default" in prop:
-            arguments[name] = _value_for(name, prop, message)
+            arguments[name] = _value_for(name, prop, message, numbers)
     return arguments
 
 
-def _value_for(name: str, prop: Mapping[str, Any], message: str) -> Any:
+def _value_for(name: str, prop: Mapping[str, Any], message: str, numbers: Iterator[str]) -> Any:
     if "default" in prop:
         return prop["default"]
     if "const" in prop:
@@ -131,9 +133,9 @@ def _value_for(name: str, prop: Mapping[str, Any], message: str) -> Any:
         return prop["examples"][0]
     kind = prop.get("type")
     if kind in ("integer", "number"):
-        found = _NUMBER.search(message)
-        if found:
-            value = float(found.group())
+        found = next(numbers, None)
+        if found is not None:
+            value = float(found)
             return int(value) if kind == "integer" else value
         return prop.get("minimum", 1)
     if kind == "boolean":
