@@ -139,6 +139,9 @@ class Connection(Outbox):
                 await self._ws.send_text(frame)
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.finish(None)
+        except Exception:
+            log.exception("session %s: writer failed; closing with 1011", self._session.id)
+            self.finish(CloseCode.INTERNAL, "internal error")
 
     async def _read(self) -> None:
         try:
