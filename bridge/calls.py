@@ -14,7 +14,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 __all__ = [
     "CallState",
@@ -22,6 +21,7 @@ __all__ = [
     "Delivery",
     "PendingCall",
     "TerminalStatus",
+    "terminal_for_response",
 ]
 
 
@@ -198,17 +198,3 @@ def terminal_for_response(status: str) -> TerminalStatus:
     return {"ok": TerminalStatus.OK, "denied": TerminalStatus.DENIED}.get(
         status, TerminalStatus.ERROR
     )
-
-
-def describe(status: TerminalStatus, detail: Any = None) -> str:
-    """A short sentence for the model about a result that carries no data."""
-    texts = {
-        TerminalStatus.TIMED_OUT: "The tool did not answer in time; the call timed out.",
-        TerminalStatus.CANCELLED: "The call was cancelled before the tool answered.",
-        TerminalStatus.DENIED: "The user denied this tool call.",
-        TerminalStatus.INVALID_ARGUMENTS: "The arguments did not match the tool's schema.",
-        TerminalStatus.ERROR: "The tool failed.",
-        TerminalStatus.OK: "The tool succeeded.",
-    }
-    base = texts[status]
-    return f"{base} {detail}" if detail else base
