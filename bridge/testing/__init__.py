@@ -1,6 +1,22 @@
-"""Test doubles users want too: a scripted model and a way to run the server on a free port."""
+"""Test doubles users want too: a scripted model, a way to run the server on a free port, and
+an OpenAI-compatible HTTP server driven by a script."""
 
+from bridge.testing.openai_server import OpenAIServer, RecordedRequest
+from bridge.testing.openai_wire import Fail, Reply, ScriptedCall, TokenUsage, tool_call
 from bridge.testing.scripted import Hang, ScriptedModel, call
 from bridge.testing.server import RunningServer, serve_app
 
-__all__ = ["Hang", "RunningServer", "ScriptedModel", "call", "serve_app"]
+__all__ = [
+    "Fail",
+    "Hang",
+    "OpenAIServer",
+    "RecordedRequest",
+    "Reply",
+    "RunningServer",
+    "ScriptedCall",
+    "ScriptedModel",
+    "TokenUsage",
+    "call",
+    "serve_app",
+    "tool_call",
+]

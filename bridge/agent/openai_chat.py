@@ -1,0 +1,179 @@
+"""The Chat Completions provider: `chat.completions.create(stream=True)` as the model contract.
+
+Tool-call arguments arrive as fragments keyed by the call's `index`, possibly interleaved
+between calls; they are joined here, and each call is handed on whole once the stream ends.
+Whether the joined text is valid JSON is the loop's business, not this module's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import openai
+from openai.types.chat import (
+    ChatCompletionAssistantMessageParam,
+    ChatCompletionChunk,
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageFunctionToolCallParam,
+    ChatCompletionMessageParam,
+)
+
+from bridge.agent.model import ModelEvent, TextDelta, ToolCallEvent, UsageEvent
+from bridge.agent.openai_common import DEFAULT_TIMEOUT_S, make_client, model_error
+from bridge.conversation import AssistantTurn, ToolResult, Turn, UserTurn
+from bridge.toolspec import ToolSpec
+
+__all__ = ["OpenAIChatModel", "chat_messages", "chat_tools"]
+
+
+def chat_tools(tools: Sequence[ToolSpec]) -> list[ChatCompletionFunctionToolParam]:
+    """Tools in the Chat Completions format, with the parameters exactly as registered."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": dict(tool.parameters),
+            },
+        }
+        for tool in tools
+    ]
+
+
+def chat_messages(
+    conversation: Sequence[Turn], instructions: str | None = None
+) -> list[ChatCompletionMessageParam]:
+    """The conversation as messages: an assistant message carries its tool calls, and each
+    result is a `tool` message naming the call it answers."""
+    messages: list[ChatCompletionMessageParam] = []
+    if instructions:
+        messages.append({"role": "system", "content": instructions})
+    for turn in conversation:
+        if isinstance(turn, UserTurn):
+            messages.append({"role": "user", "content": turn.content})
+        elif isinstance(turn, AssistantTurn):
+            assistant: ChatCompletionAssistantMessageParam = {"role": "assistant"}
+            # A message with tool calls may have no text, and OpenAI wants null then, not "".
+            assistant["content"] = turn.content or (None if turn.tool_calls else "")
+            if turn.tool_calls:
+                calls: list[ChatCompletionMessageFunctionToolCallParam] = [
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": call.arguments},
+                    }
+                    for call in turn.tool_calls
+                ]
+                assistant["tool_calls"] = calls
+            messages.append(assistant)
+        elif isinstance(turn, ToolResult):
+            messages.append({"role": "tool", "tool_call_id": turn.call_id, "content": turn.content})
+    return messages
+
+
+@dataclass(slots=True)
+class _PartialCall:
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+class OpenAIChatModel:
+    """A model behind `/v1/chat/completions` (OpenAI, Azure, vLLM, Ollama, llama.cpp, ...)."""
+
+    api = "chat"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        client: openai.AsyncOpenAI | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = 2,
+        instructions: str | None = None,
+        include_usage: bool = True,
+    ) -> None:
+        self.name = model
+        self._client = client or make_client(
+            api_key=api_key, base_url=base_url, timeout_s=timeout_s, max_retries=max_retries
+        )
+        self._instructions = instructions
+        self._include_usage = include_usage
+
+    @property
+    def base_url(self) -> str:
+        return str(self._client.base_url)
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatModel(model={self.name!r}, base_url={self.base_url!r})"
+
+    def stream(
+        self, conversation: Sequence[Turn], tools: Sequence[ToolSpec]
+    ) -> AsyncIterator[ModelEvent]:
+        return self._stream(chat_messages(conversation, self._instructions), chat_tools(tools))
+
+    async def _stream(
+        self,
+        messages: list[ChatCompletionMessageParam],
+        tools: list[ChatCompletionFunctionToolParam],
+    ) -> AsyncIterator[ModelEvent]:
+        secrets = (self._client.api_key,)
+        try:
+            response = await self._client.chat.completions.create(
+                model=self.name,
+                messages=messages,
+                tools=tools if tools else openai.omit,
+                stream=True,
+                stream_options={"include_usage": True} if self._include_usage else openai.omit,
+            )
+        except openai.OpenAIError as exc:
+            raise model_error(exc, secrets=secrets) from exc
+        calls: dict[int, _PartialCall] = {}
+        try:
+            async for chunk in response:
+                for event in _events(chunk, calls):
+                    yield event
+        except openai.OpenAIError as exc:
+            raise model_error(exc, secrets=secrets) from exc
+        finally:
+            # Runs on normal end, on error and when the loop closes this generator because
+            # the run was stopped: the HTTP response must not outlive the step.
+            await response.close()
+        for index in sorted(calls):
+            call = calls[index]
+            yield ToolCallEvent(call.id, call.name, call.arguments)
+
+
+def _events(chunk: ChatCompletionChunk, calls: dict[int, _PartialCall]) -> list[ModelEvent]:
+    events: list[ModelEvent] = []
+    if chunk.usage is not None:
+        events.append(
+            UsageEvent(
+                prompt_tokens=chunk.usage.prompt_tokens,
+                completion_tokens=chunk.usage.completion_tokens,
+                total_tokens=chunk.usage.total_tokens,
+            )
+        )
+    for choice in chunk.choices:
+        if choice.index != 0:
+            continue
+        delta = choice.delta
+        if delta.content:
+            events.append(TextDelta(delta.content))
+        if delta.refusal:
+            events.append(TextDelta(delta.refusal))
+        for fragment in delta.tool_calls or ():
+            call = calls.setdefault(fragment.index, _PartialCall())
+            if fragment.id:
+                call.id = fragment.id
+            if fragment.function is not None:
+                if fragment.function.name:
+                    # Some servers repeat the name on every fragment; it is never split.
+                    call.name = fragment.function.name
+                if fragment.function.arguments:
+                    call.arguments += fragment.function.arguments
+    return events

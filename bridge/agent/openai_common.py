@@ -1,0 +1,107 @@
+"""What both OpenAI providers share: the client, and one mapping from its errors to ours.
+
+The error mapping is the single place deciding which `error` code a user sees for a failed
+model call, and it never lets the API key through: the text of a provider's error is scrubbed
+of the key (servers do echo it back, partly masked or not) before it reaches a message.
+"""
+
+from __future__ import annotations
+
+import re
+
+import openai
+
+from bridge.agent.model import ModelError
+from bridge.errors import ErrorCode
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "KEYLESS_PLACEHOLDER",
+    "make_client",
+    "model_error",
+    "scrub",
+]
+
+DEFAULT_TIMEOUT_S = 120.0
+# Local servers (Ollama, vLLM, llama.cpp) take no key, but the client refuses to start without
+# one; this value says what it is to whoever reads the server's logs.
+KEYLESS_PLACEHOLDER = "no-key-needed"
+
+_KEY_LIKE = re.compile(r"\b(?:sk|rk|pk|sess)-[A-Za-z0-9_\-*]{8,}")
+_MAX_DETAIL_CHARS = 300
+
+
+def make_client(
+    *,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_retries: int = 2,
+) -> openai.AsyncOpenAI:
+    """A client for OpenAI or any compatible server; retries (429 with its retry-after, 5xx,
+    connection errors before the answer starts) are the client library's, counted by
+    `max_retries`."""
+    return openai.AsyncOpenAI(
+        api_key=api_key or KEYLESS_PLACEHOLDER,
+        base_url=base_url,
+        timeout=timeout_s,
+        max_retries=max_retries,
+    )
+
+
+def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
+    for secret in secrets:
+        if secret and secret != KEYLESS_PLACEHOLDER:
+            text = text.replace(secret, "[redacted]")
+    return _KEY_LIKE.sub("[redacted]", text)
+
+
+def _provider_detail(exc: openai.APIError, secrets: tuple[str, ...]) -> str:
+    body = exc.body
+    message: object = None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        message = inner.get("message") if isinstance(inner, dict) else inner
+    elif isinstance(body, str):
+        message = body
+    if not isinstance(message, str) or not message.strip():
+        message = exc.message
+    detail = scrub(" ".join(message.split()), secrets)
+    return detail if len(detail) <= _MAX_DETAIL_CHARS else detail[:_MAX_DETAIL_CHARS] + "…"
+
+
+_STATUS_CODES: dict[int, tuple[ErrorCode, str]] = {
+    400: (ErrorCode.MODEL_BAD_REQUEST, "the model server rejected the request"),
+    401: (ErrorCode.MODEL_AUTH, "the model server rejected the API key"),
+    403: (ErrorCode.MODEL_PERMISSION, "the API key may not use this model or endpoint"),
+    404: (ErrorCode.MODEL_BAD_REQUEST, "the model or endpoint does not exist"),
+    413: (ErrorCode.MODEL_BAD_REQUEST, "the request is too large for the model server"),
+    422: (ErrorCode.MODEL_BAD_REQUEST, "the model server rejected the request"),
+    429: (ErrorCode.MODEL_RATE_LIMITED, "the model server is rate limiting (retries used up)"),
+}
+
+
+def model_error(exc: openai.OpenAIError, *, secrets: tuple[str, ...] = ()) -> ModelError:
+    """The `ModelError` for anything the OpenAI client raised."""
+    if isinstance(exc, openai.APITimeoutError):
+        return ModelError("the model server did not answer in time", code=ErrorCode.MODEL_TIMEOUT)
+    if isinstance(exc, openai.APIConnectionError):
+        return ModelError(
+            "the connection to the model server failed or was cut",
+            code=ErrorCode.MODEL_CONNECTION,
+        )
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status in _STATUS_CODES:
+            code, summary = _STATUS_CODES[status]
+        elif status >= 500:
+            code, summary = ErrorCode.MODEL_UNAVAILABLE, "the model server failed (retries used up)"
+        else:
+            code, summary = ErrorCode.MODEL_ERROR, "the model server refused the request"
+        return ModelError(f"{summary} (HTTP {status}): {_provider_detail(exc, secrets)}", code=code)
+    if isinstance(exc, openai.APIError):
+        detail = _provider_detail(exc, secrets)
+        return ModelError(f"the model reported an error: {detail}", code=ErrorCode.MODEL_ERROR)
+    return ModelError(
+        f"the model client failed: {scrub(str(exc), secrets)}", code=ErrorCode.MODEL_ERROR
+    )

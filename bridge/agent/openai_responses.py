@@ -1,0 +1,187 @@
+"""The Responses API provider: `responses.create(stream=True)` as the model contract.
+
+Calls arrive as `function_call` output items: opened by `output_item.added` (which carries the
+`call_id` and name), filled by `function_call_arguments.delta` events keyed by the item's id,
+and settled by `output_item.done`. The whole conversation is sent every time (no
+`previous_response_id`), so the bridge's conversation stays the one source of truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import openai
+from openai.types.responses import (
+    FunctionToolParam,
+    ResponseInputParam,
+    ResponseStreamEvent,
+)
+
+from bridge.agent.model import ModelError, ModelEvent, TextDelta, ToolCallEvent, UsageEvent
+from bridge.agent.openai_common import DEFAULT_TIMEOUT_S, make_client, model_error, scrub
+from bridge.conversation import AssistantTurn, ToolResult, Turn, UserTurn
+from bridge.errors import ErrorCode
+from bridge.toolspec import ToolSpec
+
+__all__ = ["OpenAIResponsesModel", "responses_input", "responses_tools"]
+
+
+def responses_tools(tools: Sequence[ToolSpec]) -> list[FunctionToolParam]:
+    """Tools in the Responses format, with the parameters exactly as registered.
+
+    `strict` is off: strict mode demands schemas the bridge does not impose (every property
+    required, no additional properties), and the bridge validates arguments itself.
+    """
+    return [
+        {
+            "type": "function",
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": dict(tool.parameters),
+            "strict": False,
+        }
+        for tool in tools
+    ]
+
+
+def responses_input(conversation: Sequence[Turn]) -> ResponseInputParam:
+    """The conversation as input items: messages, `function_call` items for the calls the
+    model made, and a `function_call_output` for each result, paired by `call_id`."""
+    items: ResponseInputParam = []
+    for turn in conversation:
+        if isinstance(turn, UserTurn):
+            items.append({"type": "message", "role": "user", "content": turn.content})
+        elif isinstance(turn, AssistantTurn):
+            if turn.content:
+                items.append({"type": "message", "role": "assistant", "content": turn.content})
+            for call in turn.tool_calls:
+                items.append(
+                    {
+                        "type": "function_call",
+                        "call_id": call.id,
+                        "name": call.name,
+                        "arguments": call.arguments,
+                    }
+                )
+        elif isinstance(turn, ToolResult):
+            items.append(
+                {"type": "function_call_output", "call_id": turn.call_id, "output": turn.content}
+            )
+    return items
+
+
+@dataclass(slots=True)
+class _PartialCall:
+    output_index: int
+    call_id: str
+    name: str
+    arguments: str = ""
+
+
+class OpenAIResponsesModel:
+    """A model behind `/v1/responses` (OpenAI, Azure OpenAI, and servers that implement it)."""
+
+    api = "responses"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        client: openai.AsyncOpenAI | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = 2,
+        instructions: str | None = None,
+    ) -> None:
+        self.name = model
+        self._client = client or make_client(
+            api_key=api_key, base_url=base_url, timeout_s=timeout_s, max_retries=max_retries
+        )
+        self._instructions = instructions
+
+    @property
+    def base_url(self) -> str:
+        return str(self._client.base_url)
+
+    def __repr__(self) -> str:
+        return f"OpenAIResponsesModel(model={self.name!r}, base_url={self.base_url!r})"
+
+    def stream(
+        self, conversation: Sequence[Turn], tools: Sequence[ToolSpec]
+    ) -> AsyncIterator[ModelEvent]:
+        return self._stream(responses_input(conversation), responses_tools(tools))
+
+    async def _stream(
+        self, items: ResponseInputParam, tools: list[FunctionToolParam]
+    ) -> AsyncIterator[ModelEvent]:
+        secrets = (self._client.api_key,)
+        try:
+            response = await self._client.responses.create(
+                model=self.name,
+                input=items,
+                instructions=self._instructions if self._instructions else openai.omit,
+                tools=tools if tools else openai.omit,
+                stream=True,
+            )
+        except openai.OpenAIError as exc:
+            raise model_error(exc, secrets=secrets) from exc
+        calls: dict[str, _PartialCall] = {}
+        try:
+            async for event in response:
+                for model_event in _events(event, calls, secrets):
+                    yield model_event
+        except openai.OpenAIError as exc:
+            raise model_error(exc, secrets=secrets) from exc
+        finally:
+            # Runs on normal end, on error and when the loop closes this generator because
+            # the run was stopped: the HTTP response must not outlive the step.
+            await response.close()
+        for call in sorted(calls.values(), key=lambda c: c.output_index):
+            yield ToolCallEvent(call.call_id, call.name, call.arguments)
+
+
+def _events(
+    event: ResponseStreamEvent, calls: dict[str, _PartialCall], secrets: tuple[str, ...]
+) -> list[ModelEvent]:
+    if event.type == "response.output_text.delta":
+        return [TextDelta(event.delta)] if event.delta else []
+    if event.type == "response.refusal.delta":
+        return [TextDelta(event.delta)] if event.delta else []
+    if event.type in ("response.output_item.added", "response.output_item.done"):
+        item = event.item
+        if item.type == "function_call":
+            key = item.id or item.call_id
+            call = calls.get(key)
+            if call is None:
+                call = calls[key] = _PartialCall(event.output_index, item.call_id, item.name)
+            if event.type == "response.output_item.done" or item.arguments:
+                # The finished item holds the whole argument text; it wins over the deltas.
+                call.arguments = item.arguments
+        return []
+    if event.type == "response.function_call_arguments.delta":
+        partial = calls.get(event.item_id)
+        if partial is not None:
+            partial.arguments += event.delta
+        return []
+    if event.type == "response.function_call_arguments.done":
+        partial = calls.get(event.item_id)
+        if partial is not None:
+            partial.arguments = event.arguments
+        return []
+    if event.type == "response.completed":
+        usage = event.response.usage
+        if usage is None:
+            return []
+        return [UsageEvent(usage.input_tokens, usage.output_tokens, usage.total_tokens)]
+    if event.type == "response.failed":
+        error = event.response.error
+        detail = scrub(error.message, secrets) if error is not None else "no reason given"
+        raise ModelError(f"the model failed the response: {detail}", code=ErrorCode.MODEL_ERROR)
+    if event.type == "error":
+        raise ModelError(
+            f"the model reported an error: {scrub(event.message, secrets)}",
+            code=ErrorCode.MODEL_ERROR,
+        )
+    return []
