@@ -1,0 +1,3 @@
+export * from "./client.js";
+export * from "./tools.js";
+export type * from "./protocol.js";

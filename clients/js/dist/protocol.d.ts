@@ -1,0 +1,154 @@
+export type ClientMessage = HelloMessage | RegisterToolsMessage | UnregisterToolsMessage | UserMessage | StopMessage | ToolResponseMessage | ToolProgressMessage | PingMessage | PongMessage;
+export interface CompleteMessage {
+    seq?: number;
+    type: "complete";
+    run_id: string;
+    reason: "done" | "stopped" | "max_steps" | "error" | "disconnected";
+    steps?: number;
+    usage?: Usage | null;
+}
+export interface ErrorMessage {
+    seq?: number;
+    type: "error";
+    code: string;
+    message: string;
+    id?: string | null;
+    run_id?: string | null;
+}
+export interface HelloMessage {
+    type: "hello";
+    protocol?: number;
+    tools?: Array<Record<string, unknown>>;
+    client?: string | null;
+}
+export interface Limits {
+    max_message_bytes: number;
+    max_tools: number;
+    max_schema_bytes: number;
+    max_tool_timeout_ms: number;
+    default_tool_timeout_ms: number;
+    human_timeout_ms: number;
+    progress_cap_ms: number;
+    heartbeat_interval_ms: number;
+    max_steps: number;
+}
+export interface PingMessage {
+    type: "ping";
+    nonce?: string | null;
+}
+export interface PongMessage {
+    type: "pong";
+    nonce?: string | null;
+}
+export interface ReadyMessage {
+    seq?: number;
+    type: "ready";
+    session_id: string;
+    protocol?: number;
+    tools: ToolsReport;
+    server_tools?: string[];
+    limits: Limits;
+}
+export interface RegisterToolsMessage {
+    type: "register_tools";
+    tools: Array<Record<string, unknown>>;
+}
+export interface RejectedTool {
+    name: string | null;
+    code: string;
+    reason: string;
+}
+export interface RunStartedMessage {
+    seq?: number;
+    type: "run_started";
+    run_id: string;
+    content: string;
+}
+export type ServerMessage = ReadyMessage | ToolsUpdatedMessage | RunStartedMessage | TokenMessage | ToolRequestMessage | ToolCancelMessage | ToolResultMessage | CompleteMessage | ErrorMessage | ServerPingMessage | ServerPongMessage;
+export interface ServerPingMessage {
+    seq?: number;
+    type: "ping";
+    nonce?: string | null;
+}
+export interface ServerPongMessage {
+    seq?: number;
+    type: "pong";
+    nonce?: string | null;
+}
+export interface StopMessage {
+    type: "stop";
+}
+export interface TokenMessage {
+    seq?: number;
+    type: "token";
+    run_id: string;
+    content: string;
+}
+export interface ToolCancelMessage {
+    seq?: number;
+    type: "tool_cancel";
+    id: string;
+    reason: string;
+}
+export interface ToolError {
+    message: string;
+    code?: string | null;
+}
+export interface ToolProgressMessage {
+    type: "tool_progress";
+    id: string;
+    progress?: number | null;
+    message?: string | null;
+}
+export interface ToolRequestMessage {
+    seq?: number;
+    type: "tool_request";
+    id: string;
+    run_id: string;
+    name: string;
+    arguments: Record<string, unknown>;
+    timeout_ms: number;
+    interactive?: boolean;
+}
+export interface ToolResponseMessage {
+    type: "tool_response";
+    id: string;
+    status?: "ok" | "error" | "denied";
+    result?: unknown;
+    error?: ToolError | null;
+}
+export interface ToolResultMessage {
+    seq?: number;
+    type: "tool_result";
+    id: string;
+    run_id: string;
+    name: string;
+    status: "ok" | "error" | "invalid_arguments" | "denied" | "timed_out" | "cancelled";
+    source?: "client" | "server" | "unknown";
+    result?: unknown;
+    error?: string | null;
+}
+export interface ToolsReport {
+    accepted: string[];
+    rejected: RejectedTool[];
+}
+export interface ToolsUpdatedMessage {
+    seq?: number;
+    type: "tools_updated";
+    tools: ToolsReport;
+    removed?: string[];
+    active?: string[];
+}
+export interface UnregisterToolsMessage {
+    type: "unregister_tools";
+    names: string[];
+}
+export interface Usage {
+    prompt_tokens?: number;
+    completion_tokens?: number;
+    total_tokens?: number;
+}
+export interface UserMessage {
+    type: "message";
+    content: string;
+}

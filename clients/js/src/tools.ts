@@ -1,0 +1,298 @@
+// The standard browser tools: definitions from tools/*.json, implementations for a real page.
+
+import { CATALOG, CATALOG_TOOL_NAMES, type CatalogToolName } from "./catalog.js";
+import {
+  AgentBridge,
+  ToolCallError,
+  ToolDenied,
+  type ToolContext,
+  type ToolHandler,
+  type ToolRegistration,
+  type WireToolDefinition,
+} from "./client.js";
+
+export { CATALOG, CATALOG_TOOL_NAMES, type CatalogToolName };
+
+export interface ConfirmRequest {
+  id: string;
+  question: string;
+  approveLabel: string;
+  denyLabel: string;
+}
+
+/** Shows the question and resolves true (approved) or false (refused); aborts with `signal`. */
+export type ConfirmRenderer = (request: ConfirmRequest, signal: AbortSignal) => Promise<boolean>;
+
+export interface BrowserToolOptions {
+  /** Register only these tools. */
+  only?: readonly CatalogToolName[];
+  /** Register all but these tools. */
+  exclude?: readonly CatalogToolName[];
+  /** How the page asks the person; defaults to a plain modal `<dialog>`. */
+  confirm?: ConfirmRenderer;
+  /** The element whose text `read_page` returns (default: the body). */
+  textRoot?: () => Element | null;
+  /** How `navigate` leaves the page (default: `location.assign` once the answer is sent). */
+  navigate?: (url: string, newTab: boolean) => void;
+}
+
+type Args = Record<string, unknown>;
+type Impl = (args: Args, context: ToolContext, options: BrowserToolOptions) => unknown;
+
+const implementations: Record<CatalogToolName, Impl> = {
+  read_page: (args, _ctx, options) => {
+    const root = options.textRoot?.() ?? document.body;
+    const full = normaliseText(visibleText(root));
+    const max = typeof args.max_chars === "number" ? args.max_chars : 4000;
+    return {
+      title: document.title,
+      url: location.href,
+      text: full.slice(0, max),
+      truncated: full.length > max,
+    };
+  },
+
+  get_selection: () => ({ text: window.getSelection()?.toString() ?? "" }),
+
+  query_selector: (args) => {
+    const selector = String(args.selector);
+    let found: Element[];
+    try {
+      found = [...document.querySelectorAll(selector)];
+    } catch (error) {
+      throw new ToolCallError(`not a valid CSS selector: ${selector}`, "invalid_selector");
+    }
+    const max = typeof args.max_results === "number" ? args.max_results : 20;
+    return {
+      count: found.length,
+      matches: found.slice(0, max).map((element) => ({
+        tag: element.tagName.toLowerCase(),
+        text: normaliseText(visibleText(element)).slice(0, 2000),
+      })),
+    };
+  },
+
+  get_location: async (args, ctx) => {
+    if (!("geolocation" in navigator)) {
+      throw new ToolCallError("this browser has no geolocation", "unsupported");
+    }
+    if (await permissionState("geolocation") === "denied") {
+      throw new ToolCallError(
+        "location access is blocked for this site; the person can allow it in the browser's site settings",
+        "permission_denied",
+      );
+    }
+    const position = await new Promise<GeolocationPosition>((resolve, reject) => {
+      ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason), { once: true });
+      navigator.geolocation.getCurrentPosition(resolve, (error) => reject(geolocationError(error)), {
+        enableHighAccuracy: args.high_accuracy === true,
+        timeout: Math.max(1000, ctx.timeoutMs - 1000),
+        maximumAge: 60_000,
+      });
+    });
+    return {
+      latitude: position.coords.latitude,
+      longitude: position.coords.longitude,
+      accuracy_m: position.coords.accuracy,
+    };
+  },
+
+  clipboard_read: async () => {
+    const clipboard = requireClipboard();
+    try {
+      return { text: await clipboard.readText() };
+    } catch (error) {
+      throw clipboardError(error, "read");
+    }
+  },
+
+  clipboard_write: async (args) => {
+    const clipboard = requireClipboard();
+    const text = String(args.text);
+    try {
+      await clipboard.writeText(text);
+    } catch (error) {
+      throw clipboardError(error, "write");
+    }
+    return { written: text.length };
+  },
+
+  local_storage_get: (args) => {
+    const storage = requireStorage();
+    if (typeof args.key === "string") return { key: args.key, value: storage.getItem(args.key) };
+    const keys: string[] = [];
+    for (let i = 0; i < storage.length; i += 1) {
+      const key = storage.key(i);
+      if (key !== null) keys.push(key);
+    }
+    return { keys: keys.sort() };
+  },
+
+  local_storage_set: (args) => {
+    const storage = requireStorage();
+    const key = String(args.key);
+    const previous = storage.getItem(key);
+    try {
+      if (args.value === null) storage.removeItem(key);
+      else storage.setItem(key, String(args.value));
+    } catch (error) {
+      throw new ToolCallError(`local storage refused the value: ${String(error)}`, "quota_exceeded");
+    }
+    return { key, previous };
+  },
+
+  confirm: async (args, ctx, options) => {
+    const request: ConfirmRequest = {
+      id: ctx.id,
+      question: String(args.question),
+      approveLabel: typeof args.approve_label === "string" ? args.approve_label : "Approve",
+      denyLabel: typeof args.deny_label === "string" ? args.deny_label : "Deny",
+    };
+    const approved = await (options.confirm ?? dialogConfirm)(request, ctx.signal);
+    if (!approved) throw new ToolDenied("the person declined");
+    return { confirmed: true };
+  },
+
+  navigate: (args, _ctx, options) => {
+    const url = new URL(String(args.url), location.href);
+    if (url.protocol !== "http:" && url.protocol !== "https:") {
+      throw new ToolCallError("only http and https addresses can be opened", "invalid_url");
+    }
+    const newTab = args.new_tab === true;
+    if (options.navigate) {
+      options.navigate(url.href, newTab);
+    } else if (newTab) {
+      const opened = window.open(url.href, "_blank");
+      if (!opened) throw new ToolCallError("the browser blocked the new tab", "popup_blocked");
+      opened.opener = null;
+    } else {
+      // Leaving the page ends this script; the answer goes out first so the call does not time out.
+      setTimeout(() => location.assign(url.href), 200);
+    }
+    return { url: url.href, new_tab: newTab };
+  },
+};
+
+/** The catalog as registrations, ready for `bridge.registerTools()`. */
+export function browserTools(options: BrowserToolOptions = {}): ToolRegistration[] {
+  const only = options.only ? new Set<string>(options.only) : null;
+  const exclude = new Set<string>(options.exclude ?? []);
+  for (const name of [...(only ?? []), ...exclude]) {
+    if (!(name in CATALOG)) throw new Error(`the catalog has no tool named ${name}`);
+  }
+  return CATALOG_TOOL_NAMES.filter((name) => (only ? only.has(name) : true) && !exclude.has(name)).map(
+    (name) => fromWire(CATALOG[name], (args, ctx) => implementations[name](args, ctx, options)),
+  );
+}
+
+/** Register the catalog (or part of it) in one call; returns a function that removes them. */
+export function registerBrowserTools(bridge: AgentBridge, options: BrowserToolOptions = {}): () => void {
+  const tools = browserTools(options);
+  bridge.registerTools(tools);
+  return () => {
+    for (const tool of tools) bridge.unregisterTool(tool.name);
+  };
+}
+
+/** A registration from a language-neutral definition and a handler. */
+export function fromWire(definition: WireToolDefinition, handler: ToolHandler<any, any>): ToolRegistration {
+  const tool: ToolRegistration = { name: definition.name, handler };
+  if (definition.description !== undefined) tool.description = definition.description;
+  if (definition.parameters !== undefined) tool.parameters = definition.parameters;
+  if (definition.output_schema !== undefined) tool.outputSchema = definition.output_schema;
+  if (definition.timeout_ms !== undefined) tool.timeoutMs = definition.timeout_ms;
+  if (definition.interactive) tool.interactive = true;
+  if (definition.read_only) tool.readOnly = true;
+  if (definition.destructive) tool.destructive = true;
+  return tool;
+}
+
+/** The default confirm: a modal `<dialog>` with the question and two buttons. */
+export const dialogConfirm: ConfirmRenderer = (request, signal) =>
+  new Promise<boolean>((resolve, reject) => {
+    const dialog = document.createElement("dialog");
+    dialog.className = "agent-bridge-confirm";
+    const question = document.createElement("p");
+    question.textContent = request.question;
+    const approve = document.createElement("button");
+    approve.type = "button";
+    approve.textContent = request.approveLabel;
+    const deny = document.createElement("button");
+    deny.type = "button";
+    deny.textContent = request.denyLabel;
+    dialog.append(question, approve, deny);
+    const finish = (approved: boolean | null) => {
+      dialog.close();
+      dialog.remove();
+      if (approved === null) reject(signal.reason);
+      else resolve(approved);
+    };
+    approve.addEventListener("click", () => finish(true));
+    deny.addEventListener("click", () => finish(false));
+    // Escape is a refusal, not a dismissal that leaves the agent waiting.
+    dialog.addEventListener("cancel", (event) => {
+      event.preventDefault();
+      finish(false);
+    });
+    signal.addEventListener("abort", () => finish(null), { once: true });
+    document.body.append(dialog);
+    dialog.showModal();
+  });
+
+function visibleText(element: Element): string {
+  return (element as HTMLElement).innerText ?? element.textContent ?? "";
+}
+
+function normaliseText(text: string): string {
+  return text.replace(/[ \t\f\v\r]+/g, " ").replace(/ *\n[\n ]*/g, "\n").trim();
+}
+
+async function permissionState(name: string): Promise<string | null> {
+  try {
+    const status = await navigator.permissions?.query({ name: name as PermissionName });
+    return status?.state ?? null;
+  } catch {
+    // Some browsers cannot query this permission; asking is then the only way to find out.
+    return null;
+  }
+}
+
+function geolocationError(error: GeolocationPositionError): ToolCallError {
+  switch (error.code) {
+    case error.PERMISSION_DENIED:
+      return new ToolCallError(
+        "the person (or the browser) refused access to the location",
+        "permission_denied",
+      );
+    case error.TIMEOUT:
+      return new ToolCallError("the location did not arrive in time", "timeout");
+    default:
+      return new ToolCallError(`the location is unavailable: ${error.message}`, "position_unavailable");
+  }
+}
+
+function requireClipboard(): Clipboard {
+  if (!navigator.clipboard) {
+    throw new ToolCallError("the clipboard is only available to secure (https or localhost) pages", "unsupported");
+  }
+  return navigator.clipboard;
+}
+
+function clipboardError(error: unknown, verb: string): ToolCallError {
+  const name = error instanceof Error ? error.name : "";
+  if (name === "NotAllowedError" || name === "SecurityError") {
+    return new ToolCallError(
+      `the browser refused to ${verb} the clipboard: permission denied, or the page is not focused`,
+      "permission_denied",
+    );
+  }
+  return new ToolCallError(`could not ${verb} the clipboard: ${String(error)}`, "clipboard_failed");
+}
+
+function requireStorage(): Storage {
+  try {
+    return window.localStorage;
+  } catch {
+    throw new ToolCallError("local storage is disabled for this page", "unsupported");
+  }
+}
