@@ -10,6 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
+from bridge.agent.choose import choose_model, describe_model
 from bridge.protocol import protocol_json_schema
 from bridge.server.app import create_app
 from bridge.server.settings import BridgeSettings
@@ -31,12 +32,16 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = BridgeSettings(**overrides)
     demo = None if args.no_demo else _demo_dir()
-    app = create_app(settings, static_dir=demo)
-    bridge = app.state.bridge
+    model = choose_model(
+        model=args.model or settings.model,
+        base_url=args.base_url,
+        api=args.api or settings.model_api,
+    )
+    app = create_app(settings, model=model, static_dir=demo)
     base = f"http://{settings.host}:{settings.port}"
     print(f"agent-bridge serving {base}", flush=True)
     print(f"  WebSocket: ws://{settings.host}:{settings.port}/ws/agent/{{session_id}}", flush=True)
-    print(f"  model: {bridge.model_name} ({_describe_model(bridge.model_name)})", flush=True)
+    print(f"  model: {describe_model(model)}", flush=True)
     if demo is not None:
         print(f"  demo page: {base}/", flush=True)
     uvicorn.run(
@@ -49,12 +54,6 @@ def _serve(args: argparse.Namespace) -> int:
         ws_ping_interval=None,
     )
     return 0
-
-
-def _describe_model(name: str) -> str:
-    if name == "offline":
-        return "deterministic offline model, not an LLM; set OPENAI_API_KEY to use a real model"
-    return "OpenAI-compatible endpoint"
 
 
 def _schema(_args: argparse.Namespace) -> int:
@@ -71,6 +70,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="port (default 8000, BRIDGE_PORT)")
     serve.add_argument("--no-demo", action="store_true", help="do not serve the demo page at /")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--model", help="model name, or 'offline' (BRIDGE_MODEL; default gpt-4o-mini with a key)"
+    )
+    serve.add_argument(
+        "--base-url",
+        help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 (OPENAI_BASE_URL)",
+    )
+    serve.add_argument(
+        "--api",
+        choices=["chat", "responses"],
+        help="Chat Completions or the Responses API (BRIDGE_MODEL_API; default chat)",
+    )
     serve.set_defaults(func=_serve)
     schema = commands.add_parser("schema", help="print the protocol's JSON Schema")
     schema.set_defaults(func=_schema)

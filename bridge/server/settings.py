@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -21,7 +23,10 @@ class BridgeSettings(BaseSettings):
     token: SecretStr | None = Field(
         default=None, description="When set, clients must present it (Bearer header or ?token=)."
     )
-    model: str | None = None
+    model: str | None = Field(
+        default=None, description="Model name for the OpenAI-compatible endpoint, or 'offline'."
+    )
+    model_api: Literal["chat", "responses"] = "chat"
 
     max_message_bytes: int = 1_048_576
     send_queue_size: int = 256
