@@ -7,6 +7,7 @@ of the key (servers do echo it back, partly masked or not) before it reaches a m
 
 from __future__ import annotations
 
+import os
 import re
 
 import openai
@@ -42,7 +43,7 @@ def make_client(
     connection errors before the answer starts) are the client library's, counted by
     `max_retries`."""
     return openai.AsyncOpenAI(
-        api_key=api_key or KEYLESS_PLACEHOLDER,
+        api_key=api_key or os.environ.get("OPENAI_API_KEY") or KEYLESS_PLACEHOLDER,
         base_url=base_url,
         timeout=timeout_s,
         max_retries=max_retries,
