@@ -17,6 +17,7 @@ from jsonschema.exceptions import SchemaError, ValidationError
 from referencing import Registry
 
 from bridge.errors import ErrorCode, ToolDefinitionError
+from bridge.fastschema import Check, compile_check
 
 __all__ = [
     "Rejection",
@@ -66,13 +67,20 @@ class ToolSpec:
     source: ToolSource = "client"
     _args_validator: Draft202012Validator = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
     _result_validator: Draft202012Validator | None = field(repr=False, compare=False, default=None)
+    # Fast accept-checks for plain schemas; jsonschema still decides every rejection.
+    _args_check: Check | None = field(repr=False, compare=False, default=None)
+    _result_check: Check | None = field(repr=False, compare=False, default=None)
 
     def validate_arguments(self, arguments: Any) -> str | None:
         """Return a message the model can act on, or None when the arguments are valid."""
+        if self._args_check is not None and self._args_check(arguments):
+            return None
         return _first_error(self._args_validator, arguments)
 
     def validate_result(self, result: Any) -> str | None:
         if self._result_validator is None:
+            return None
+        if self._result_check is not None and self._result_check(result):
             return None
         return _first_error(self._result_validator, result)
 
@@ -156,6 +164,8 @@ def parse_tool(raw: Any, limits: ToolLimits, *, source: ToolSource = "client") -
         source=source,
         _args_validator=args_validator,
         _result_validator=result_validator,
+        _args_check=compile_check(parameters),
+        _result_check=None if output_schema is None else compile_check(output_schema),
         **hints,
     )
 

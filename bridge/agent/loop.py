@@ -7,18 +7,26 @@ tool call the model made has exactly one terminal result in the conversation.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from bridge.agent.dispatch import ClientCalls, Outcome
 from bridge.agent.model import Model, ModelError, ModelEvent, TextDelta, ToolCallEvent, UsageEvent
 from bridge.agent.outbox import Outbox
 from bridge.agent.server_tools import ServerTools
 from bridge.calls import TerminalStatus
-from bridge.conversation import AssistantTurn, ToolCall, ToolResult, UserTurn, result_text
+from bridge.conversation import (
+    AssistantTurn,
+    ToolCall,
+    ToolResult,
+    Turn,
+    UserTurn,
+    result_text,
+)
 from bridge.errors import ErrorCode
 from bridge.protocol import (
     CompleteMessage,
@@ -129,7 +137,8 @@ class AgentLoop:
         )
 
     async def _stream_step(self, run_id: str, step: _Step, usage: Usage) -> Usage:
-        stream = self._model.stream(list(self._session.conversation), self._session.tools())
+        turns = _Snapshot(self._session.conversation.turns)
+        stream = self._model.stream(turns, self._session.tools())
         try:
             async for event in stream:
                 if isinstance(event, TextDelta):
@@ -245,6 +254,42 @@ class AgentLoop:
                 wire_id = step.wire_ids.get(call.id, call.id)
                 self._announce(run_id, wire_id, result)
         self._record_results(step)
+
+
+class _Snapshot(Sequence[Turn]):
+    """The conversation as it is when a step starts, without copying it.
+
+    Copying cost O(turns) on every step, which made a long run quadratic: at 10,000 calls the
+    copy was a third of the bridge's time per call. Turns are only ever appended, so a view
+    bounded to the current length stays exactly that snapshot.
+    """
+
+    __slots__ = ("_length", "_turns")
+
+    def __init__(self, turns: list[Turn]) -> None:
+        self._turns = turns
+        self._length = len(turns)
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> Turn: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Turn]: ...
+
+    def __getitem__(self, index: int | slice) -> Turn | Sequence[Turn]:
+        if isinstance(index, slice):
+            return self._turns[: self._length][index]
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError("conversation index out of range")
+        return self._turns[index]
+
+    def __iter__(self) -> Iterator[Turn]:
+        return itertools.islice(self._turns, self._length)
 
 
 def _result(
