@@ -5,8 +5,10 @@
 
 It serves `POST /v1/chat/completions` (streamed and not) and `POST /v1/responses` (streamed and
 not) from one script, one item per request, in the real wire format. Every request is recorded
-in `requests`. When a client goes away while a streamed answer is still open, `disconnects`
-counts it and the `disconnected` event is set, so a test can wait for it with a bound.
+in `requests`. When a client hangs up before an answer is finished (noticed while the server
+stalls, holds, or writes), `disconnects` counts it and the `disconnected` event is set, so a
+test can wait for it with a bound. Past the end of the script, every request gets the reply
+"(end of script)".
 """
 
 from __future__ import annotations

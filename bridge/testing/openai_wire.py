@@ -71,12 +71,16 @@ def tool_call(
 class Reply:
     """One model turn.
 
-    `text` pieces are streamed one per event (a plain string is one piece). After the content,
-    `end` decides what happens: "complete" finishes the response properly, "stall" stops
-    sending and waits for the client to go away, "drop" cuts the TCP connection. `cut_after`
-    applies the ending after that many content events instead of after all of them.
-    `hold_after` pauses after that many content events until `release` is set, so a test can
-    see the first tokens arrive while the response is still open.
+    `text` pieces are streamed one per event (a plain string is one piece), then each call's
+    arguments in fragments of `fragment_chars`. `interleave_calls` mixes the fragments of
+    parallel calls in Chat Completions, which only their `index` tells apart.
+
+    `end` decides how the response ends: "complete" finishes it properly (finish reason,
+    usage, `[DONE]` or `response.completed`), "stall" stops sending and waits for the client
+    to hang up, "drop" cuts the TCP connection. `cut_after` applies that ending after so many
+    content events (text pieces and argument fragments) instead of after all of them.
+    `hold_after` pauses after so many content events until `release` is set, so a test can
+    watch the first tokens arrive while the response is still open.
     """
 
     text: Sequence[str] | str = ()
