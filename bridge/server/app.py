@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,12 +117,19 @@ def create_app(
     server_tools: ServerTools | None = None,
     authenticate: AuthHook | None = None,
     static_dir: Path | None = None,
+    static_mounts: Mapping[str, Path] | None = None,
 ) -> FastAPI:
-    """A FastAPI app serving the bridge, and the demo page at `/` when `static_dir` is given."""
+    """A FastAPI app serving the bridge, and the demo page at `/` when `static_dir` is given.
+
+    `static_mounts` maps URL prefixes to directories (the demo's SDK at `/sdk`, for example).
+    """
     bridge = Bridge(settings, model=model, server_tools=server_tools, authenticate=authenticate)
     app = FastAPI(title="agent-bridge")
     app.state.bridge = bridge
     app.include_router(bridge.router)
+    # Mounted before `/`, which would otherwise answer every path.
+    for prefix, directory in (static_mounts or {}).items():
+        app.mount(prefix, StaticFiles(directory=directory), name=f"static:{prefix}")
     if static_dir is not None:
         app.mount("/", StaticFiles(directory=static_dir, html=True), name="demo")
     return app

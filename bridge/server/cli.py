@@ -28,6 +28,14 @@ def _demo_dir() -> Path | None:
     return None
 
 
+def _demo_mounts(demo: Path | None) -> dict[str, Path]:
+    """The browser SDK the demo page imports, built into clients/js/dist of the same checkout."""
+    if demo is None:
+        return {}
+    sdk = demo.parent.parent / "clients" / "js" / "dist"
+    return {"/sdk": sdk} if (sdk / "index.js").is_file() else {}
+
+
 def _serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = BridgeSettings(**overrides)
@@ -37,7 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
         base_url=args.base_url,
         api=args.api or settings.model_api,
     )
-    app = create_app(settings, model=model, static_dir=demo)
+    app = create_app(settings, model=model, static_dir=demo, static_mounts=_demo_mounts(demo))
     base = f"http://{settings.host}:{settings.port}"
     print(f"agent-bridge serving {base}", flush=True)
     print(f"  WebSocket: ws://{settings.host}:{settings.port}/ws/agent/{{session_id}}", flush=True)
