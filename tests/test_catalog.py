@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from bridge.agent.model import ToolCallEvent
+from bridge.agent.model import TextDelta, ToolCallEvent
 from bridge.agent.offline import OfflineModel, fill_arguments
-from bridge.conversation import UserTurn
+from bridge.calls import TerminalStatus
+from bridge.conversation import AssistantTurn, ToolCall, ToolResult, UserTurn
 from bridge.server.settings import BridgeSettings
 from bridge.toolspec import ToolLimits, ToolSpec, parse_tool, register_many
 
@@ -147,3 +148,16 @@ def test_the_offline_model_fills_catalog_arguments_from_the_message() -> None:
         fill_arguments(by_name["navigate"].parameters, "go to https://example.org/.")["url"]
         == "https://example.org/"
     )
+
+
+async def test_the_offline_model_answers_the_demo_question_with_the_title() -> None:
+    question = "what is the title of this page?"
+    page = {"title": "agent-bridge demo", "url": "http://x/", "text": "long", "truncated": False}
+    turns = [
+        UserTurn(question),
+        AssistantTurn("", (ToolCall("c1", "read_page", "{}"),)),
+        ToolResult("c1", "read_page", TerminalStatus.OK, "", page),
+    ]
+    events = [e async for e in OfflineModel().stream(turns, specs())]
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert text == "read_page returned title: agent-bridge demo"

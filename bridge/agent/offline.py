@@ -57,7 +57,7 @@ class OfflineModel:
         assert isinstance(message, UserTurn)
         results = [t for t in turns[last_user + 1 :] if isinstance(t, ToolResult)]
         if results:
-            text = " ".join(_report(r) for r in results)
+            text = " ".join(_report(r, message.content) for r in results)
         else:
             tool = _pick(message.content, tools)
             if tool is not None:
@@ -91,10 +91,18 @@ def _menu(tools: list[ToolSpec]) -> str:
     return f"I am the offline model. I can use these tools: {listing}. Ask me about one of them."
 
 
-def _report(result: ToolResult) -> str:
+def _report(result: ToolResult, question: str) -> str:
     if result.status.value != "ok":
         return f"{result.name} did not give a result ({result.content})."
-    return f"{result.name} returned: {_show(result.data)}"
+    data = result.data
+    if isinstance(data, Mapping) and len(data) > 1:
+        # Answer what was asked ("the title of this page") rather than the whole record.
+        asked = _words(question)
+        wanted = {k: v for k, v in data.items() if isinstance(k, str) and k.lower() in asked}
+        if wanted:
+            shown = "; ".join(f"{k}: {_show(v)}" for k, v in wanted.items())
+            return f"{result.name} returned {shown}"
+    return f"{result.name} returned: {_show(data)}"
 
 
 def _show(data: Any) -> str:
