@@ -1,0 +1,59 @@
+"""Stop in the demo page, against a scripted model that hangs mid-stream until cancelled."""
+
+from __future__ import annotations
+
+from playwright.async_api import Page, expect
+
+from bridge.testing import Hang, ScriptedModel, call, serve_app
+from tests.browser.conftest import demo_app
+
+TIMEOUT_MS = 15_000
+
+
+async def open_and_ask(page: Page, url: str, text: str) -> None:
+    await page.goto(url + "/", timeout=TIMEOUT_MS)
+    status = page.locator("#status")
+    await expect(status).to_have_attribute("data-state", "open", timeout=TIMEOUT_MS)
+    await page.locator("#prompt").fill(text)
+    await page.locator("#send").click()
+
+
+async def test_stop_mid_stream_shows_a_stopped_run(page: Page) -> None:
+    model = ScriptedModel([["Counting: one, ", "two, ", Hang()]])
+    async with serve_app(demo_app(model)) as server:
+        await open_and_ask(page, server.http_url, "count to a million")
+        answer = page.locator(".message.assistant").last
+        await expect(answer).to_contain_text("Counting: one, two,", timeout=TIMEOUT_MS)
+        stop = page.locator("#stop")
+        await expect(stop).to_be_enabled()
+        await expect(answer.locator(".run-end")).to_have_count(0)
+
+        await stop.click()
+
+        await expect(answer.locator(".run-end")).to_have_attribute(
+            "data-reason", "stopped", timeout=TIMEOUT_MS
+        )
+        await expect(answer.locator(".run-end")).to_contain_text("run stopped")
+        await expect(stop).to_be_disabled()
+        assert model.cancelled == 1
+
+
+async def test_stop_while_the_confirm_dialog_waits_closes_it_and_cancels_the_call(
+    page: Page,
+) -> None:
+    model = ScriptedModel([["Checking first. ", call("confirm", {"question": "Delete it all?"})]])
+    async with serve_app(demo_app(model)) as server:
+        await open_and_ask(page, server.http_url, "delete everything")
+        dialog = page.locator("#confirm-dialog")
+        await expect(dialog).to_be_visible(timeout=TIMEOUT_MS)
+        await expect(dialog.locator("#confirm-question")).to_have_text("Delete it all?")
+
+        # The modal dialog makes the rest of the page inert, so stop goes through the SDK.
+        await page.evaluate("window.demo.bridge.stop()")
+
+        # tool_cancel aborted the handler's signal, and the demo closed its dialog on that.
+        await expect(dialog).to_be_hidden(timeout=TIMEOUT_MS)
+        card = page.locator(".tool-call[data-name='confirm']")
+        await expect(card).to_have_attribute("data-status", "cancelled", timeout=TIMEOUT_MS)
+        answer = page.locator(".message.assistant").last
+        await expect(answer.locator(".run-end")).to_have_attribute("data-reason", "stopped")
