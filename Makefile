@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 JS_DIR := clients/js
 QUICK  ?=
 
-.PHONY: setup demo test lint typecheck pytest bench js chromium clean
+.PHONY: setup demo test lint typecheck pytest jstest bench js chromium clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	python3 -m venv $(VENV)
@@ -44,7 +44,11 @@ typecheck: $(STAMP)
 pytest: setup
 	$(VENV)/bin/pytest
 
-test: lint typecheck pytest
+# The browser SDK's unit tests (node's runner, a fake socket) and its dist/ freshness check.
+jstest: js
+	cd $(JS_DIR) && npm test
+
+test: lint typecheck jstest pytest
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
