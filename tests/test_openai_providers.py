@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
+from openai.types.chat import ChatCompletionChunk
+from openai.types.chat.chat_completion_chunk import (
+    Choice,
+    ChoiceDelta,
+    ChoiceDeltaToolCall,
+    ChoiceDeltaToolCallFunction,
+)
 
 from bridge.agent.model import ModelError, TextDelta, ToolCallEvent, UsageEvent
+from bridge.agent.openai_chat import _events
 from bridge.calls import TerminalStatus
 from bridge.conversation import AssistantTurn, ToolCall, ToolResult, Turn, UserTurn, result_text
 from bridge.errors import ErrorCode
@@ -190,3 +199,35 @@ async def test_a_server_that_is_not_there_is_model_connection(api: str) -> None:
         with pytest.raises(ModelError) as refused:
             _ = [e async for e in model.stream([UserTurn("hi")], [])]
     assert refused.value.code is ErrorCode.MODEL_CONNECTION
+
+
+def test_chat_calls_from_servers_that_leave_out_the_index_are_told_apart() -> None:
+    # The model types are built the way the client builds them from a lenient server's JSON
+    # (no validation), so the missing field is really missing.
+    def chunk(*deltas: dict[str, Any]) -> ChatCompletionChunk:
+        return ChatCompletionChunk.construct(
+            id="c",
+            object="chat.completion.chunk",
+            created=0,
+            model="m",
+            choices=[
+                Choice.construct(
+                    index=0,
+                    delta=ChoiceDelta.construct(
+                        tool_calls=[ChoiceDeltaToolCall.construct(**d) for d in deltas]
+                    ),
+                )
+            ],
+        )
+
+    def fn(**fields: Any) -> ChoiceDeltaToolCallFunction:
+        return ChoiceDeltaToolCallFunction.construct(**fields)
+
+    calls: dict[int, Any] = {}
+    _events(chunk({"id": "x", "function": fn(name="a", arguments='{"k"')}), calls)
+    _events(chunk({"function": fn(arguments=": 1}")}), calls)
+    _events(chunk({"id": "y", "function": fn(name="b", arguments="{}")}), calls)
+    assert [(c.id, c.name, c.arguments) for c in calls.values()] == [
+        ("x", "a", '{"k": 1}'),
+        ("y", "b", "{}"),
+    ]

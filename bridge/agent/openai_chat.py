@@ -18,6 +18,7 @@ from openai.types.chat import (
     ChatCompletionMessageFunctionToolCallParam,
     ChatCompletionMessageParam,
 )
+from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
 from bridge.agent.model import ModelEvent, TextDelta, ToolCallEvent, UsageEvent
 from bridge.agent.openai_common import DEFAULT_TIMEOUT_S, make_client, model_error
@@ -148,6 +149,19 @@ class OpenAIChatModel:
             yield ToolCallEvent(call.id, call.name, call.arguments)
 
 
+def _slot(fragment: ChoiceDeltaToolCall, calls: dict[int, _PartialCall]) -> int:
+    """The call a fragment belongs to: its `index`, as the API defines it. Some compatible
+    servers leave `index` out; then a fragment with a new id starts a call and one without
+    continues the last call."""
+    index = getattr(fragment, "index", None)
+    if isinstance(index, int):
+        return index
+    if fragment.id:
+        known = [slot for slot, call in calls.items() if call.id == fragment.id]
+        return known[0] if known else max(calls, default=-1) + 1
+    return max(calls, default=0)
+
+
 def _events(chunk: ChatCompletionChunk, calls: dict[int, _PartialCall]) -> list[ModelEvent]:
     events: list[ModelEvent] = []
     if chunk.usage is not None:
@@ -167,7 +181,7 @@ def _events(chunk: ChatCompletionChunk, calls: dict[int, _PartialCall]) -> list[
         if delta.refusal:
             events.append(TextDelta(delta.refusal))
         for fragment in delta.tool_calls or ():
-            call = calls.setdefault(fragment.index, _PartialCall())
+            call = calls.setdefault(_slot(fragment, calls), _PartialCall())
             if fragment.id:
                 call.id = fragment.id
             if fragment.function is not None:
