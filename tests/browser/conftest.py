@@ -167,10 +167,13 @@ def demo_server() -> Iterator[ServeProcess]:
         yield server
 
 
-def demo_app(model: Model | None = None) -> FastAPI:
+def demo_app(model: Model | None = None, settings: BridgeSettings | None = None) -> FastAPI:
     """The demo as `agent-bridge serve` lays it out, in process, with the model of a test."""
     return create_app(
-        BridgeSettings(), model=model, static_dir=DEMO_DIR, static_mounts={"/sdk": SDK_DIR}
+        settings or BridgeSettings(),
+        model=model,
+        static_dir=DEMO_DIR,
+        static_mounts={"/sdk": SDK_DIR},
     )
 
 

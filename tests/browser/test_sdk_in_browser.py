@@ -1,0 +1,60 @@
+"""The SDK's connection duties in a real browser: heartbeat, token, the server's rejections."""
+
+from __future__ import annotations
+
+from playwright.async_api import Page, expect
+
+from bridge import BridgeSettings
+from bridge.testing import RunningServer, serve_app
+from tests.browser.conftest import demo_app
+
+TIMEOUT_MS = 15_000
+
+
+async def test_the_page_answers_pings_and_keeps_its_connection(page: Page) -> None:
+    settings = BridgeSettings(heartbeat_interval_s=0.05, heartbeat_timeout_s=2.0)
+    async with serve_app(demo_app(settings=settings)) as server:
+        await page.goto(server.http_url + "/", timeout=TIMEOUT_MS)
+        status = page.locator("#status")
+        await expect(status).to_have_attribute("data-state", "open", timeout=TIMEOUT_MS)
+        await page.evaluate(
+            """() => {
+              window.pings = 0;
+              window.demo.bridge.on("message", (m) => { if (m.type === "ping") window.pings++; });
+            }"""
+        )
+        # Each ping after the first needs the pong to the one before it, or the server closes.
+        await page.wait_for_function("window.pings >= 10", timeout=TIMEOUT_MS)
+        await expect(status).to_have_attribute("data-state", "open")
+        await expect(page.locator(".notice.disconnected")).to_have_count(0)
+
+
+async def test_a_token_in_the_page_url_is_passed_on_and_a_wrong_one_is_final(page: Page) -> None:
+    settings = BridgeSettings(token="s3cret")
+    async with serve_app(demo_app(settings=settings)) as server:
+        await page.goto(server.http_url + "/?token=wrong", timeout=TIMEOUT_MS)
+        status = page.locator("#status")
+        await expect(status).to_have_attribute("data-state", "closed", timeout=TIMEOUT_MS)
+        await expect(status).to_contain_text("4401")
+
+        await page.goto(server.http_url + "/?token=s3cret", timeout=TIMEOUT_MS)
+        await expect(status).to_have_attribute("data-state", "open", timeout=TIMEOUT_MS)
+
+
+async def test_the_servers_reasons_for_a_rejected_tool_reach_the_page(
+    page: Page, in_process_demo: RunningServer
+) -> None:
+    await page.goto(in_process_demo.http_url + "/", timeout=TIMEOUT_MS)
+    status = page.locator("#status")
+    await expect(status).to_have_attribute("data-state", "open", timeout=TIMEOUT_MS)
+    await page.evaluate(
+        """() => window.demo.bridge.registerTool({
+          name: "broken",
+          parameters: { type: "array" },
+          handler: () => null,
+        })"""
+    )
+    rejected = page.locator("#tools li.rejected[data-tool='broken']")
+    await expect(rejected).to_contain_text("type", timeout=TIMEOUT_MS)
+    codes = await page.evaluate("window.demo.bridge.rejectedTools.map((r) => r.code)")
+    assert codes == ["invalid_tool"]
