@@ -25,6 +25,7 @@ from bridge.protocol import (
     PongMessage,
     ServerPingMessage,
     ServerPongMessage,
+    TokenMessage,
     dump_server_message,
     parse_client_message,
 )
@@ -36,6 +37,24 @@ __all__ = ["Connection"]
 log = logging.getLogger("bridge.server")
 
 _FLUSH_TIMEOUT_S = 2.0
+# A coalesced token frame stops growing here, so a slow client's backlog stays bounded.
+_COALESCE_MAX_CHARS = 4096
+
+
+class _Tokens:
+    """Tokens of one run waiting in the queue as one frame, serialised when it is sent."""
+
+    __slots__ = ("chars", "parts", "run_id", "seq")
+
+    def __init__(self, seq: int, run_id: str, content: str) -> None:
+        self.seq = seq
+        self.run_id = run_id
+        self.parts = [content]
+        self.chars = len(content)
+
+    def dump(self) -> str:
+        message = TokenMessage(seq=self.seq, run_id=self.run_id, content="".join(self.parts))
+        return dump_server_message(message)
 
 
 class Connection(Outbox):
@@ -49,7 +68,9 @@ class Connection(Outbox):
         self._ws = websocket
         self._session = session
         self._settings = settings
-        self._queue: deque[str] = deque()
+        self._queue: deque[str | _Tokens] = deque()
+        # True only while a send is suspended, i.e. while the client is not keeping up.
+        self._sending = False
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -64,10 +85,35 @@ class Connection(Outbox):
     # Outbox ------------------------------------------------------------------------------------
 
     async def send(self, message: BaseModel) -> None:
+        if self._sending and type(message) is TokenMessage and self._coalesce(message):
+            return
         while len(self._queue) >= self._settings.send_queue_size and not self._finished.is_set():
             self._room.clear()
             await self._room.wait()
+        if self._sending and type(message) is TokenMessage and not self._closed.is_set():
+            # The client is behind: later tokens of this run may join this frame.
+            self._queue.append(_Tokens(self._session.next_seq(), message.run_id, message.content))
+            self._wake.set()
+            return
         self.post(message)
+
+    def _coalesce(self, message: TokenMessage) -> bool:
+        """Append a token to the last queued frame when that is a token frame of the same run.
+
+        A frame only becomes coalescable while the writer is stuck in a send, so a client that
+        keeps up gets one frame per token, at once, and a client that falls behind gets fewer,
+        larger frames instead of a queue of tiny ones (the writer's cost is per frame).
+        """
+        last = self._queue[-1] if self._queue else None
+        if (
+            type(last) is not _Tokens
+            or last.run_id != message.run_id
+            or last.chars + len(message.content) > _COALESCE_MAX_CHARS
+        ):
+            return False
+        last.parts.append(message.content)
+        last.chars += len(message.content)
+        return True
 
     def post(self, message: BaseModel) -> None:
         if self._closed.is_set():
@@ -133,10 +179,15 @@ class Connection(Outbox):
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                frame = self._queue.popleft()
+                item = self._queue.popleft()
                 if len(self._queue) < self._settings.send_queue_size:
                     self._room.set()
-                await self._ws.send_text(frame)
+                frame = item if isinstance(item, str) else item.dump()
+                self._sending = True
+                try:
+                    await self._ws.send_text(frame)
+                finally:
+                    self._sending = False
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.finish(None)
         except Exception:
