@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { it } from "node:test";
@@ -42,5 +42,65 @@ it("package.json points bundlers and TypeScript at files that exist", () => {
   const entry = pkg.exports["."];
   for (const path of [pkg.types, entry.types, entry.import, entry.default]) {
     readFileSync(join(root, path));
+  }
+});
+
+const CONSUMER_TS = `
+import { AgentBridge, registerBrowserTools, ToolDenied, type ServerMessage, type ToolContext } from "@agent-bridge/client";
+
+const bridge = new AgentBridge("ws://127.0.0.1:9", { sessionId: "s", autoConnect: false });
+bridge.registerTool<{ city: string }, { temp: number }>({
+  name: "weather",
+  handler: async ({ city }, context: ToolContext) => {
+    context.signal.throwIfAborted();
+    if (city === "") throw new ToolDenied();
+    return { temp: city.length };
+  },
+});
+bridge.on("token", (event) => {
+  const text: string = event.content;
+  void text;
+});
+bridge.on("runComplete", (event) => {
+  const reason: "done" | "stopped" | "max_steps" | "error" | "disconnected" = event.reason;
+  void reason;
+});
+registerBrowserTools(bridge, { only: ["read_page", "confirm"] });
+// @ts-expect-error: events are typed, not strings
+bridge.on("no_such_event", () => undefined);
+// @ts-expect-error: the catalog's names are typed too
+registerBrowserTools(bridge, { only: ["no_such_tool"] });
+export function kind(message: ServerMessage): string {
+  return message.type === "tool_request" ? message.name : message.type;
+}
+`;
+
+it("is usable as a package: exports resolve in Node and its types in a TypeScript consumer", () => {
+  const dir = mkdtempSync(join(tmpdir(), "agent-bridge-consumer-"));
+  try {
+    mkdirSync(join(dir, "node_modules", "@agent-bridge"), { recursive: true });
+    symlinkSync(root, join(dir, "node_modules", "@agent-bridge", "client"), "dir");
+    writeFileSync(join(dir, "consumer.ts"), CONSUMER_TS);
+    writeFileSync(
+      join(dir, "tsconfig.json"),
+      JSON.stringify({
+        compilerOptions: {
+          target: "ES2022", module: "ES2022", moduleResolution: "bundler", strict: true,
+          noEmit: true, lib: ["ES2022", "DOM"], types: [], skipLibCheck: false,
+        },
+        files: ["consumer.ts"],
+      }),
+    );
+    const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
+    execFileSync(process.execPath, [tsc, "-p", join(dir, "tsconfig.json")], { stdio: "pipe" });
+    writeFileSync(
+      join(dir, "consumer.mjs"),
+      'import { AgentBridge, browserTools, CATALOG_TOOL_NAMES } from "@agent-bridge/client";\n' +
+        'console.log(typeof AgentBridge, browserTools().length === CATALOG_TOOL_NAMES.length);\n',
+    );
+    const out = execFileSync(process.execPath, [join(dir, "consumer.mjs")], { encoding: "utf8", cwd: dir });
+    assert.equal(out.trim(), "function true");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
