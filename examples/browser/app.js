@@ -30,14 +30,19 @@ const statusText = {
   reconnecting: (e) =>
     e.delayMs === undefined
       ? `reconnecting (attempt ${e.attempt})…`
-      : `disconnected${e.code ? ` (${e.code})` : ""}, reconnecting in ${(e.delayMs / 1000).toFixed(1)} s`,
+      : `disconnected${e.code ? ` (${e.code})` : ""}, retry ${e.attempt} in ${(e.delayMs / 1000).toFixed(1)} s`,
   closed: (e) => `disconnected${e.code ? ` (${e.code}${e.reason ? `: ${e.reason}` : ""})` : ""}`,
 };
 
+let wasOpen = false;
 bridge.on("status", (event) => {
   statusBadge.dataset.state = event.status;
   statusBadge.textContent = statusText[event.status](event);
-  if (event.status !== "open" && event.delayMs !== undefined) note(`connection lost${event.code ? ` (close code ${event.code})` : ""}`, "notice disconnected");
+  // One line in the log per lost connection, not one per failed attempt while the server is down.
+  if (wasOpen && event.status !== "open") {
+    note(`connection lost${event.code ? ` (close code ${event.code})` : ""}`, "notice disconnected");
+  }
+  wasOpen = event.status === "open";
 });
 
 bridge.on("ready", (ready) => {
