@@ -124,7 +124,7 @@ async def test_connection_dropped_mid_stream_is_model_connection(
 
 async def test_stalled_stream_is_model_timeout(api: str, start_bridge: StartBridge) -> None:
     stall = Reply(["Thinking"], end="stall")
-    failed, _, _ = await failing_run_then_recovery(api, start_bridge, [stall], timeout_s=0.3)
+    failed, _, _ = await failing_run_then_recovery(api, start_bridge, [stall], timeout_s=1.0)
     assert failed.reason == "error"
     assert [e["code"] for e in run_errors(failed)] == ["model_timeout"]
     assert failed.text == "Thinking"
