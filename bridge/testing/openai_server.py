@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -294,7 +294,7 @@ async def _send_json(
     writer: asyncio.StreamWriter,
     status: int,
     body: Any,
-    extra_headers: dict[str, str] | Any = None,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> None:
     payload = json.dumps(body).encode()
     head = [
@@ -302,7 +302,7 @@ async def _send_json(
         "content-type: application/json",
         f"content-length: {len(payload)}",
     ]
-    head += [f"{key}: {value}" for key, value in dict(extra_headers or {}).items()]
+    head += [f"{key}: {value}" for key, value in (extra_headers or {}).items()]
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
     with contextlib.suppress(ConnectionError):
         await writer.drain()
