@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -117,8 +118,31 @@ def _format_validation_error(error: ValidationError) -> str:
     return f"at '/{where}': {error.message}" if where else error.message
 
 
+# Checking a definition against the meta-schema costs about 0.7 ms a tool, most of the cost of
+# a hello; the sessions of one app register the same definitions, so each is checked once.
+# The key keeps the definition's key order, which decides the order of validation errors.
+_PARSED_CACHE_SIZE = 1024
+_parsed: OrderedDict[tuple[ToolLimits, str, str], ToolSpec] = OrderedDict()
+
+
 def parse_tool(raw: Any, limits: ToolLimits, *, source: ToolSource = "client") -> ToolSpec:
     """Check one definition and compile its validators, or raise `ToolDefinitionError`."""
+    try:
+        key = (limits, source, json.dumps(raw, separators=(",", ":")))
+    except (TypeError, ValueError):
+        return _parse_tool(raw, limits, source=source)
+    spec = _parsed.get(key)
+    if spec is not None:
+        _parsed.move_to_end(key)
+        return spec
+    spec = _parse_tool(raw, limits, source=source)
+    _parsed[key] = spec
+    if len(_parsed) > _PARSED_CACHE_SIZE:
+        _parsed.popitem(last=False)
+    return spec
+
+
+def _parse_tool(raw: Any, limits: ToolLimits, *, source: ToolSource) -> ToolSpec:
     if not isinstance(raw, Mapping):
         raise ToolDefinitionError("a tool definition must be a JSON object")
     name = raw.get("name")
