@@ -36,6 +36,10 @@ class BridgeSettings(BaseSettings):
     session_ttl_s: float = 600.0
     max_sessions: int = 50_000
     compression: bool = False
+    gc_tuning: bool = Field(
+        default=True,
+        description="`agent-bridge serve` freezes start-up objects and raises GC thresholds.",
+    )
 
     max_tools: int = 64
     max_description_chars: int = 2048

@@ -1,0 +1,41 @@
+"""The bridge as `agent-bridge serve` runs it, with the benchmark model, in its own process.
+
+    python server_bridge.py [--compression on|off] [--gc tuned|default]
+
+Without options it uses the server's defaults. The heartbeat is pushed out of the way and the
+step limit raised so one run may make thousands of sequential calls.
+"""
+
+from __future__ import annotations
+
+from bench_model import BenchModel
+from common import option, serve_uvicorn
+
+from bridge import BridgeSettings, create_app
+from bridge.server.tuning import tune_gc
+
+
+def main() -> None:
+    overrides: dict[str, object] = {
+        "heartbeat_interval_s": 3600.0,
+        "max_steps": 1_000_000,
+        "max_sessions": 100_000,
+        # Sessions of finished rounds are forgotten soon, so rounds do not pile up state.
+        "session_ttl_s": 2.0,
+    }
+    compression = option("--compression", "")
+    if compression:
+        overrides["compression"] = compression == "on"
+    settings = BridgeSettings(**overrides)  # type: ignore[arg-type]
+    gc_mode = option("--gc", "tuned" if settings.gc_tuning else "default")
+    app = create_app(settings, model=lambda _session_id: BenchModel())
+    serve_uvicorn(
+        app,
+        deflate=settings.compression,
+        max_size=settings.max_message_bytes + 1024,
+        before_serve=tune_gc if gc_mode == "tuned" else None,
+    )
+
+
+if __name__ == "__main__":
+    main()
