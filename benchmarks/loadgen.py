@@ -326,64 +326,72 @@ async def stop_latency(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Caller:
-    """Drives one session of B6/B7: answers each `tool_request`, times each call."""
+    """Drives one session of B6/B7: a run of many sequential calls, answered at once
+    (saturate) or after 125-375 ms (paced: the tool takes that long). A sample is the time
+    from sending a `tool_response` to receiving the next `tool_request`: everything the
+    server does for one call, with the client's own time left out."""
 
     def __init__(self, client: Client, load: _Load) -> None:
         self.client = client
         self.load = load
-        self.sent = 0
+        self.answered = 0
         self.next_at = 0.0
+        self.call_id = ""
+        self.arguments: Any = None
+        self.done = False
         client.handler = self.handle
 
     def start(self) -> None:
-        if self.load.stopping:
-            return
-        self.sent = _now()
-        self.load.in_flight += 1
-        self.client.send({"type": "message", "content": "calls 1"})
+        self.client.send({"type": "message", "content": "calls 100000000"})
 
-    def tick(self) -> None:
-        # Paced: the next call is due 125-375 ms after this one was due, whatever its latency.
-        if self.load.stopping:
+    def answer(self) -> None:
+        if self.load.stopping or not self.call_id:
             return
-        self.start()
-        self.next_at += self.load.rng.uniform(0.125, 0.375)
-        asyncio.get_running_loop().call_at(self.next_at, self.tick)
+        self.client.send(
+            {"type": "tool_response", "id": self.call_id, "status": "ok", "result": self.arguments}
+        )
+        self.call_id = ""
+        self.answered = _now()
 
     def handle(self, message: dict[str, Any], arrived: int) -> None:
         kind = message.get("type")
         load = self.load
         if kind == "tool_request":
-            self.client.send(
-                {
-                    "type": "tool_response",
-                    "id": message["id"],
-                    "status": "ok",
-                    "result": message["arguments"],
-                }
-            )
-        elif kind == "complete":
-            load.in_flight -= 1
-            if message.get("reason") != "done":
-                load.errors += 1
-            if self.sent >= load.window_start and arrived <= load.window_end:
-                load.samples.append(arrived - self.sent)
+            if self.answered and load.window_start <= self.answered and arrived <= load.window_end:
+                load.samples.append(arrived - self.answered)
+            self.call_id, self.arguments = message["id"], message["arguments"]
             if load.stopping:
-                if load.in_flight <= 0 and not load.drained.done():
-                    load.drained.set_result(None)
-            elif load.saturate:
-                self.start()
-        elif kind == "error":
+                # Python 3.11's wait_for can swallow a cancel that races with the answer
+                # (the hand-written pattern then asks for the next call): say stop again.
+                self.client.send({"type": "stop"})
+                return
+            if load.saturate:
+                self.answer()
+                return
+            loop = asyncio.get_running_loop()
+            self.next_at = max(self.next_at, loop.time())
+            loop.call_at(self.next_at, self.answer)
+            self.next_at += load.rng.uniform(0.125, 0.375)
+        elif kind == "complete":
+            self.done = True
+            if message.get("reason") not in ("stopped", "done"):
+                load.errors += 1
+            load.finished += 1
+            if load.finished >= load.sessions and not load.drained.done():
+                load.drained.set_result(None)
+        elif kind == "error" and not load.stopping:
+            # While stopping, a repeated stop may find the run already over; that is not one.
             load.errors += 1
 
 
 class _Load:
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], sessions: int) -> None:
         self.saturate = spec["mode"] == "saturate"
         self.rng = random.Random(spec.get("seed", 1))
         self.samples: list[int] = []
         self.stopping = False
-        self.in_flight = 0
+        self.sessions = sessions
+        self.finished = 0
         self.errors = 0
         self.drained: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         start = _now() + int(spec["warmup_s"] * 1e9)
@@ -392,31 +400,28 @@ class _Load:
 
 
 async def many_sessions(spec: dict[str, Any]) -> dict[str, Any]:
-    """B6/B7: S sessions; each call is `message` -> `tool_request` -> `tool_response` ->
-    `complete`, timed from the message sent to the complete received. `saturate` sends the
-    next message as soon as one completes; `paced` sends one every 125-375 ms from a random
-    offset. Only calls that start after the warm-up and end inside the window count."""
+    """B6/B7: S sessions, each in one long run of sequential calls, for a bounded time."""
     clients = await _connect_many(
         spec["proto"], spec["port"], spec["sessions"], prefix=f"s{os.getpid()}"
     )
-    load = _Load(spec)
+    load = _Load(spec, len(clients))
     callers = [_Caller(client, load) for client in clients]
     loop = asyncio.get_running_loop()
-    if load.saturate:
-        for caller in callers:
-            caller.start()
-    else:
-        base = loop.time()
-        for caller in callers:
-            caller.next_at = base + load.rng.uniform(0.0, 0.375)
-            loop.call_at(caller.next_at, caller.tick)
+    base = loop.time()
+    for caller in callers:
+        # Paced sessions answer their first call at a random offset, so they do not march
+        # in step.
+        caller.next_at = base + load.rng.uniform(0.0, 0.375)
+        caller.start()
     await asyncio.sleep(spec["warmup_s"] + spec["duration_s"])
     load.stopping = True
-    if load.in_flight > 0:
-        try:
-            await asyncio.wait_for(load.drained, 10)
-        except TimeoutError:
-            load.errors += load.in_flight
+    for caller in callers:
+        if not caller.done:
+            caller.client.send({"type": "stop"})
+    try:
+        await asyncio.wait_for(load.drained, 10)
+    except TimeoutError:
+        load.errors += load.sessions - load.finished
     for client in clients:
         client.close()
     return {
@@ -445,6 +450,7 @@ async def idle(spec: dict[str, Any]) -> dict[str, Any]:
     gate = asyncio.Semaphore(spec.get("concurrency", 100))
     clients: list[Client] = []
     errors = 0
+    kinds: dict[str, int] = {}
 
     async def one(index: int) -> None:
         nonlocal errors
@@ -459,14 +465,16 @@ async def idle(spec: dict[str, Any]) -> dict[str, Any]:
                     buffer=2048,
                 )
                 clients.append(client)
-            except (OSError, TimeoutError, ConnectionError, RuntimeError):
+            except Exception as exc:  # any failure to connect is counted, not fatal
                 errors += 1
+                kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
 
     started = time.perf_counter()
     await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(spec["count"]))), 300)
     report = {
         "connected": len(clients),
         "errors": errors,
+        "error_kinds": kinds,
         "elapsed_s": time.perf_counter() - started,
     }
     print(json.dumps(report), flush=True)

@@ -46,10 +46,10 @@ FULL = {
     "b4_workers": 4,
     "b6_sessions": 1_000,
     "b6_warmup_s": 1.0,
-    "b6_duration_s": 4.0,
+    "b6_duration_s": 3.0,
     "b7_sessions": 1_000,
     "b7_warmup_s": 1.0,
-    "b7_duration_s": 8.0,
+    "b7_duration_s": 6.0,
     "b8_samples": 200,
 }
 QUICK = {
@@ -443,6 +443,9 @@ def b4_b5(size: dict[str, Any]) -> tuple[Bench, Bench]:
     ]
     steps = size["b4_steps"]
     workers = size["b4_workers"]
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    worker_log = (results / "idle-workers.log").open("w")
     for name, script, args, deflate in variants:
         server = Server(script, *args)
         procs: list[subprocess.Popen[str]] = []
@@ -475,7 +478,7 @@ def b4_b5(size: dict[str, Any]) -> tuple[Bench, Bench]:
                             cwd=HERE,
                             stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL,
+                            stderr=worker_log,
                             text=True,
                         )
                         batch.append(proc)
@@ -485,6 +488,9 @@ def b4_b5(size: dict[str, Any]) -> tuple[Bench, Bench]:
                 opened = total
                 connected = sum(r["connected"] for r in reports)
                 errors = sum(r["errors"] for r in reports)
+                for report in reports:
+                    for kind, count in report.get("error_kinds", {}).items():
+                        b4.notes.append(f"{name}, step {total}: {count} x {kind}")
                 alive += connected
                 # Let the last hellos finish before reading memory.
                 time.sleep(1.0)
@@ -560,11 +566,11 @@ def _close_worker(proc: subprocess.Popen[str]) -> None:
 
 def b6_b7(size: dict[str, Any]) -> tuple[Bench, Bench]:
     b6 = Bench("B6", "many sessions at saturation, calls back to back")
-    b7 = Bench("B7", "many sessions at about 30% load, one call every 125-375 ms each")
+    b7 = Bench("B7", "many sessions, each tool answering after 125-375 ms")
     for bench in (b6, b7):
         bench.notes.append(
-            "one call = message -> tool_request -> tool_response -> complete, timed by the "
-            "client from the message sent to the complete received"
+            "each session is one long run of sequential calls of the echo tool; a sample is "
+            "the time from a tool_response sent to the next tool_request received"
         )
     servers = {
         "bridge": Server("server_bridge.py"),
@@ -740,30 +746,52 @@ def main() -> int:
         ({"B4", "B5"}, b4_b5),
     ]
     benches: list[Bench] = []
+    failures: dict[str, str] = {}
+    mode = "quick" if args.quick else "full"
+    out = Path(args.out) if args.out else HERE / "results" / f"bench-{mode}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     for keys, step in steps:
         if wanted and not (keys & wanted):
             continue
         began = time.perf_counter()
-        print(f"running {'/'.join(sorted(keys))} ...", file=sys.stderr, flush=True)
-        result = step(size)
+        name = "/".join(sorted(keys))
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        try:
+            result = step(size)
+        except Exception as exc:  # one broken benchmark must not lose the others' figures
+            failures[name] = f"{type(exc).__name__}: {exc}"
+            print(f"  FAILED: {failures[name]}", file=sys.stderr, flush=True)
+            continue
         benches.extend(result if isinstance(result, tuple) else [result])
         print(f"  done in {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
-    benches.sort(key=lambda b: b.key)
+        # Written after every step, so an interrupted run still leaves what it measured.
+        write_report(out, mode, started, clock, size, benches, failures)
+    write_report(out, mode, started, clock, size, benches, failures)
+    print(table(sorted(benches, key=lambda b: b.key)))
+    print(f"\n{mode} run took {time.perf_counter() - clock:.0f} s; figures in {out}")
+    return 1 if failures else 0
+
+
+def write_report(
+    out: Path,
+    mode: str,
+    started: float,
+    clock: float,
+    size: dict[str, Any],
+    benches: list[Bench],
+    failures: dict[str, str],
+) -> None:
     report = {
-        "mode": "quick" if args.quick else "full",
+        "mode": mode,
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": time.perf_counter() - clock,
         "machine": machine(),
         "sizes": size,
         "noisy_threshold_cores": NOISY_CORES,
-        "benchmarks": {b.key: b.to_json() for b in benches},
+        "failures": failures,
+        "benchmarks": {b.key: b.to_json() for b in sorted(benches, key=lambda b: b.key)},
     }
-    out = Path(args.out) if args.out else HERE / "results" / f"bench-{report['mode']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, allow_nan=True))
-    print(table(benches))
-    print(f"\n{report['mode']} run took {report['duration_s']:.0f} s; figures in {out}")
-    return 0
 
 
 if __name__ == "__main__":

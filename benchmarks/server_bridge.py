@@ -1,12 +1,15 @@
 """The bridge as `agent-bridge serve` runs it, with the benchmark model, in its own process.
 
-    python server_bridge.py [--compression on|off] [--gc tuned|default]
+    python server_bridge.py [--compression on|off] [--gc tuned|default|freeze|T0,T1,T2]
 
 Without options it uses the server's defaults. The heartbeat is pushed out of the way and the
 step limit raised so one run may make thousands of sequential calls.
 """
 
 from __future__ import annotations
+
+import gc
+from collections.abc import Callable
 
 from bench_model import BenchModel
 from common import option, serve_uvicorn
@@ -33,8 +36,21 @@ def main() -> None:
         app,
         deflate=settings.compression,
         max_size=settings.max_message_bytes + 1024,
-        before_serve=tune_gc if gc_mode == "tuned" else None,
+        before_serve=_gc_setup(gc_mode),
     )
+
+
+def _gc_setup(mode: str) -> Callable[[], None] | None:
+    """`tuned` is what `agent-bridge serve` does; `default` leaves Python's GC alone;
+    `freeze` only freezes; `T0,T1,T2` freezes and sets those thresholds (for experiments)."""
+    if mode == "tuned":
+        return tune_gc
+    if mode == "freeze":
+        return lambda: tune_gc(gc.get_threshold())
+    if "," in mode:
+        t0, t1, t2 = (int(x) for x in mode.split(","))
+        return lambda: tune_gc((t0, t1, t2))
+    return None
 
 
 if __name__ == "__main__":

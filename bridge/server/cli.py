@@ -14,6 +14,7 @@ from bridge.agent.choose import choose_model, describe_model
 from bridge.protocol import protocol_json_schema
 from bridge.server.app import create_app
 from bridge.server.settings import BridgeSettings
+from bridge.server.tuning import tune_gc
 
 __all__ = ["main"]
 
@@ -52,6 +53,10 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"  model: {describe_model(model)}", flush=True)
     if demo is not None:
         print(f"  demo page: {base}/", flush=True)
+    if settings.gc_tuning:
+        # After start-up, so the modules and schemas just built are frozen out of every
+        # later collection (docs/benchmarks.md: B6/B7).
+        tune_gc()
     uvicorn.run(
         app,
         host=settings.host,
