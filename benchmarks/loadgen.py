@@ -19,6 +19,7 @@ import random
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -135,7 +136,10 @@ async def connect(
         websocket_handshake_timeout=wait_s,
         socket_factory=small_receive_buffer if rcvbuf else None,
     )
-    assert isinstance(client, Client)
+    if not isinstance(client, Client):
+        # picows hands back no listener when the server dropped the socket at once (a server
+        # out of file descriptors does that).
+        raise ConnectionError("the server closed the connection right after the handshake")
     if hello is not None and proto != "echo":
         client.send_raw(hello)
         # With deflate offered, whether it was agreed is the server's choice; a compressed
@@ -467,7 +471,10 @@ async def idle(spec: dict[str, Any]) -> dict[str, Any]:
                 clients.append(client)
             except Exception as exc:  # any failure to connect is counted, not fatal
                 errors += 1
-                kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
+                kind = type(exc).__name__
+                if kind not in kinds:
+                    traceback.print_exc(file=sys.stderr)
+                kinds[kind] = kinds.get(kind, 0) + 1
 
     started = time.perf_counter()
     await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(spec["count"]))), 300)

@@ -677,6 +677,8 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "pinned": (os.cpu_count() or 1) > 1,
+        # Past its hard limit a process cannot hold more sockets, whatever the script asks.
+        "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
     }
 
 
