@@ -258,12 +258,18 @@ async def token_stream(spec: dict[str, Any]) -> dict[str, Any]:
 async def first_token(spec: dict[str, Any]) -> dict[str, Any]:
     """B3: from `message` sent to the first `token` received, N times in one session."""
     proto, n = spec["proto"], spec["n"]
+    fresh = spec.get("fresh_session", False)
     client = await connect(proto, spec["port"], f"b3-{os.getpid()}")
     samples: list[int] = []
     deadline = time.monotonic() + spec["time_limit"]
-    for _ in range(n):
+    for index in range(n):
         if time.monotonic() > deadline:
             break
+        if fresh and index:
+            # A new session for every sample: a real model is sent the whole conversation,
+            # which would grow with every sample and be timed as the bridge's cost.
+            client.close()
+            client = await connect(proto, spec["port"], f"b3-{os.getpid()}-{index}")
         loop = asyncio.get_running_loop()
         got_token: asyncio.Future[int] = loop.create_future()
         completed: asyncio.Future[None] = loop.create_future()
@@ -375,7 +381,7 @@ class _Caller:
             loop = asyncio.get_running_loop()
             self.next_at = max(self.next_at, loop.time())
             loop.call_at(self.next_at, self.answer)
-            self.next_at += load.rng.uniform(0.125, 0.375)
+            self.next_at += load.rng.uniform(0.125, 0.375) * load.pace_scale
         elif kind == "complete":
             self.done = True
             if message.get("reason") not in ("stopped", "done"):
@@ -391,6 +397,8 @@ class _Caller:
 class _Load:
     def __init__(self, spec: dict[str, Any], sessions: int) -> None:
         self.saturate = spec["mode"] == "saturate"
+        # Stretches the 125-375 ms pacing, to load a server by a given share of its capacity.
+        self.pace_scale = float(spec.get("pace_scale", 1.0))
         self.rng = random.Random(spec.get("seed", 1))
         self.samples: list[int] = []
         self.stopping = False
@@ -415,7 +423,7 @@ async def many_sessions(spec: dict[str, Any]) -> dict[str, Any]:
     for caller in callers:
         # Paced sessions answer their first call at a random offset, so they do not march
         # in step.
-        caller.next_at = base + load.rng.uniform(0.0, 0.375)
+        caller.next_at = base + load.rng.uniform(0.0, 0.375) * load.pace_scale
         caller.start()
     await asyncio.sleep(spec["warmup_s"] + spec["duration_s"])
     load.stopping = True

@@ -84,7 +84,9 @@ def pin(pid: int, cpu: int) -> None:
 class Server:
     """One server process; its port is read from the `PORT n` line it prints."""
 
-    def __init__(self, script: str, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, script: str, *args: str, env: dict[str, str] | None = None, cpu: int = SERVER_CPU
+    ) -> None:
         self.name = " ".join((script, *args))
         self.proc = subprocess.Popen(
             [PY, str(HERE / script), *args],
@@ -94,7 +96,7 @@ class Server:
             env={**os.environ, **(env or {})},
             text=True,
         )
-        pin(self.proc.pid, SERVER_CPU)
+        pin(self.proc.pid, cpu)
         self.port = self._read_port(30.0)
         self.ps = psutil.Process(self.proc.pid)
 
@@ -169,6 +171,8 @@ class Meter:
     servers: list[Server]
     # Children that are still alive when the meter stops (the idle-session workers).
     live: list[psutil.Process] = field(default_factory=list)
+    # Our other servers that work during the measurement (B3's model server).
+    helpers: list[Server] = field(default_factory=list)
     wall: float = 0.0
     server_cpu: float = 0.0
     background_cores: float = 0.0
@@ -178,6 +182,7 @@ class Meter:
         self._marks = (
             time.perf_counter(),
             sum(s.cpu_s() for s in self.servers),
+            sum(s.cpu_s() for s in self.helpers),
             busy_s(),
             children_cpu_s(),
             self_cpu_s(),
@@ -185,10 +190,11 @@ class Meter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        wall0, server0, busy0, children0, self0 = self._marks
+        wall0, server0, helpers0, busy0, children0, self0 = self._marks
         self.wall = time.perf_counter() - wall0
         self.server_cpu = sum(s.cpu_s() for s in self.servers) - server0
         ours = self.server_cpu + (children_cpu_s() - children0) + (self_cpu_s() - self0)
+        ours += sum(s.cpu_s() for s in self.helpers) - helpers0
         for proc in self.live:
             try:
                 times = proc.cpu_times()
@@ -395,17 +401,35 @@ def b2(size: dict[str, Any]) -> Bench:
 
 def b3(size: dict[str, Any]) -> Bench:
     bench = Bench("B3", "time to first token added by the bridge")
-    bench.notes.append(
-        "model: the benchmark model in the server process (the OpenAI-compatible test server "
-        "was not part of the bridge when this was written); baseline: bare FastAPI answering "
-        "the same message with one token"
-    )
-    servers = {"bridge": Server("server_bridge.py"), "bare FastAPI": Server("server_fastapi.py")}
+    model_server: Server | None = None
+    try:
+        import bridge.testing.openai_server  # noqa: F401
+
+        model_server = Server("server_openai.py", cpu=CLIENT_CPU)
+    except ImportError:
+        pass
+    if model_server is not None:
+        url = f"http://127.0.0.1:{model_server.port}/v1"
+        bench.notes.append(
+            "model: the OpenAI-compatible test server (bridge.testing) over HTTP, on the load "
+            "generator's core; the bridge reaches it through its OpenAI Chat Completions "
+            "provider, the baseline is a bare FastAPI endpoint forwarding the same stream "
+            "through the openai client"
+        )
+        extra: tuple[str, ...] = ("--openai", url)
+    else:
+        bench.notes.append("model: the benchmark model in the server process")
+        extra = ()
+    servers = {
+        "bridge": Server("server_bridge.py", *extra),
+        "bare FastAPI": Server("server_fastapi.py", *extra),
+    }
     try:
         for r in range(size["rounds"]):
             for variant in rotate(list(servers), r):
                 server = servers[variant]
-                with Meter([server]) as meter:
+                helpers = [model_server] if model_server is not None else []
+                with Meter([server], helpers=helpers) as meter:
                     got = loadgen(
                         {
                             "scenario": "ttft",
@@ -413,11 +437,12 @@ def b3(size: dict[str, Any]) -> Bench:
                             "port": server.port,
                             "n": size["b3_samples"],
                             "time_limit": 120,
+                            "fresh_session": model_server is not None,
                         }
                     )
                 bench.add(r, variant, meter, p50_ms=got["p50_ms"], p99_ms=got["p99_ms"])
     finally:
-        stopping(list(servers.values()))()
+        stopping([*servers.values(), *([model_server] if model_server else [])])()
     bench.summarise(["p50_ms", "p99_ms"])
     added50 = bench.ratio("added p50 ms", "bridge", "bare FastAPI", "p50_ms", lambda a, b: a - b)
     added99 = bench.ratio("added p99 ms", "bridge", "bare FastAPI", "p99_ms", lambda a, b: a - b)
@@ -578,20 +603,25 @@ def b6_b7(size: dict[str, Any]) -> tuple[Bench, Bench]:
         "hand-written": Server("server_handwritten.py"),
     }
     protos = {"bridge": "bridge", "bridge, GC untuned": "bridge", "hand-written": "hand"}
+    # B7's pacing asks 4,000 calls/s of 1,000 sessions; this variant stretches it to 2,400,
+    # about 30% of the bridge's saturated rate, which is what the issue meant B7 to be.
+    light = "bridge, paced to ~30% of its saturation"
     try:
         for bench, mode, prefix in ((b6, "saturate", "b6"), (b7, "paced", "b7")):
             for r in range(size["rounds"]):
-                for variant in rotate(list(servers), r):
-                    server = servers[variant]
+                variants = list(servers) + ([light] if bench is b7 else [])
+                for variant in rotate(variants, r):
+                    server = servers["bridge" if variant == light else variant]
                     spec = {
                         "scenario": "sessions",
                         "mode": mode,
-                        "proto": protos[variant],
+                        "proto": protos.get(variant, "bridge"),
                         "port": server.port,
                         "sessions": size[f"{prefix}_sessions"],
                         "warmup_s": size[f"{prefix}_warmup_s"],
                         "duration_s": size[f"{prefix}_duration_s"],
                         "seed": r + 1,
+                        "pace_scale": 5 / 3 if variant == light else 1.0,
                     }
                     with Meter([server]) as meter:
                         got = loadgen(spec)
@@ -621,6 +651,12 @@ def b6_b7(size: dict[str, Any]) -> tuple[Bench, Bench]:
     b7.ratio("p99 bridge / hand-written", "bridge", "hand-written", "p99_ms", None)
     b7.ratio("p99 GC untuned / tuned", "bridge, GC untuned", "bridge", "p99_ms", None)
     b7.target("p99 (ms)", b7.summary.get("bridge", {}).get("p99_ms", math.inf), 3.0, at_most=True)
+    b7.target(
+        "p99 (ms) at ~30% of the bridge's saturation",
+        b7.summary.get(light, {}).get("p99_ms", math.inf),
+        3.0,
+        at_most=True,
+    )
     return b6, b7
 
 

@@ -15,6 +15,7 @@ from bench_model import BenchModel
 from common import option, serve_uvicorn
 
 from bridge import BridgeSettings, create_app
+from bridge.agent.choose import choose_model
 from bridge.server.tuning import tune_gc
 
 
@@ -31,7 +32,14 @@ def main() -> None:
         overrides["compression"] = compression == "on"
     settings = BridgeSettings(**overrides)  # type: ignore[arg-type]
     gc_mode = option("--gc", "tuned" if settings.gc_tuning else "default")
-    app = create_app(settings, model=lambda _session_id: BenchModel())
+    openai_url = option("--openai", "")
+    if openai_url:
+        # B3: a real provider over HTTP (the OpenAI-compatible test server) instead of the
+        # benchmark model.
+        model = choose_model(model="bench", base_url=openai_url, environ={})
+        app = create_app(settings, model=model)
+    else:
+        app = create_app(settings, model=lambda _session_id: BenchModel())
     serve_uvicorn(
         app,
         deflate=settings.compression,
