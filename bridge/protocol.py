@@ -44,6 +44,7 @@ __all__ = [
     "UserMessage",
     "dump_server_message",
     "parse_client_message",
+    "parse_server_message",
     "protocol_json_schema",
 ]
 

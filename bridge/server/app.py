@@ -64,10 +64,6 @@ class Bridge:
         self.router.add_api_route("/healthz", self._health, methods=["GET"])
         install_redaction()
 
-    @property
-    def model_name(self) -> str:
-        return self._model_for("").name
-
     async def _health(self) -> dict[str, Any]:
         return {"status": "ok", "sessions": len(self.hub), "connected": self.hub.connected}
 

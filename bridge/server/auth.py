@@ -5,17 +5,15 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 from starlette.requests import HTTPConnection
 
-__all__ = ["Authenticator", "TokenAuth", "allow_all", "redact"]
+__all__ = ["AuthHook", "TokenAuth", "allow_all", "redact"]
+
+# Decides from the handshake (headers, query string) whether a client may connect.
+AuthHook = Callable[[HTTPConnection], Awaitable[bool]]
 
 _SECRET_QUERY = re.compile(r"((?:^|[?&])(?:token|access_token|api_key|key)=)[^&\s\"]*", re.I)
-
-
-class Authenticator(Protocol):
-    def __call__(self, connection: HTTPConnection) -> Awaitable[bool]: ...
 
 
 async def allow_all(connection: HTTPConnection) -> bool:
@@ -41,5 +39,3 @@ def redact(text: str) -> str:
     """Hide secrets carried in query strings before text reaches a log."""
     return _SECRET_QUERY.sub(r"\1[redacted]", text)
 
-
-AuthHook = Callable[[HTTPConnection], Awaitable[bool]]
