@@ -36,6 +36,7 @@ demo: $(STAMP) js
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bridge clients/python tests examples benchmarks
+	$(VENV)/bin/ruff format --check bridge clients/python tests examples benchmarks
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy bridge

@@ -38,4 +38,3 @@ class TokenAuth:
 def redact(text: str) -> str:
     """Hide secrets carried in query strings before text reaches a log."""
     return _SECRET_QUERY.sub(r"\1[redacted]", text)
-
