@@ -21,7 +21,7 @@ from openai.types.chat import (
 from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
 from bridge.agent.model import ModelEvent, TextDelta, ToolCallEvent, UsageEvent
-from bridge.agent.openai_common import DEFAULT_TIMEOUT_S, make_client, model_error
+from bridge.agent.openai_common import DEFAULT_TIMEOUT_S, OpenAIModelBase, model_error
 from bridge.conversation import AssistantTurn, ToolResult, Turn, UserTurn
 from bridge.toolspec import ToolSpec
 
@@ -81,7 +81,7 @@ class _PartialCall:
     arguments: str = ""
 
 
-class OpenAIChatModel:
+class OpenAIChatModel(OpenAIModelBase):
     """A model behind `/v1/chat/completions` (OpenAI, Azure, vLLM, Ollama, llama.cpp, ...)."""
 
     api = "chat"
@@ -98,19 +98,16 @@ class OpenAIChatModel:
         instructions: str | None = None,
         include_usage: bool = True,
     ) -> None:
-        self.name = model
-        self._client = client or make_client(
-            api_key=api_key, base_url=base_url, timeout_s=timeout_s, max_retries=max_retries
+        super().__init__(
+            model,
+            client=client,
+            api_key=api_key,
+            base_url=base_url,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            instructions=instructions,
         )
-        self._instructions = instructions
         self._include_usage = include_usage
-
-    @property
-    def base_url(self) -> str:
-        return str(self._client.base_url)
-
-    def __repr__(self) -> str:
-        return f"OpenAIChatModel(model={self.name!r}, base_url={self.base_url!r})"
 
     def stream(
         self, conversation: Sequence[Turn], tools: Sequence[ToolSpec]

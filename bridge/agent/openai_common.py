@@ -18,6 +18,7 @@ from bridge.errors import ErrorCode
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "KEYLESS_PLACEHOLDER",
+    "OpenAIModelBase",
     "make_client",
     "model_error",
     "scrub",
@@ -106,3 +107,34 @@ def model_error(exc: openai.OpenAIError, *, secrets: tuple[str, ...] = ()) -> Mo
     return ModelError(
         f"the model client failed: {scrub(str(exc), secrets)}", code=ErrorCode.MODEL_ERROR
     )
+
+
+class OpenAIModelBase:
+    """The configuration both providers take; subclasses add `api` and `stream`."""
+
+    api = ""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        client: openai.AsyncOpenAI | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = 2,
+        instructions: str | None = None,
+    ) -> None:
+        self.name = model
+        self._client = client or make_client(
+            api_key=api_key, base_url=base_url, timeout_s=timeout_s, max_retries=max_retries
+        )
+        self._instructions = instructions
+
+    @property
+    def base_url(self) -> str:
+        return str(self._client.base_url)
+
+    def __repr__(self) -> str:
+        # Never the client itself: its repr could carry the key.
+        return f"{type(self).__name__}(model={self.name!r}, base_url={self.base_url!r})"

@@ -19,7 +19,7 @@ from openai.types.responses import (
 )
 
 from bridge.agent.model import ModelError, ModelEvent, TextDelta, ToolCallEvent, UsageEvent
-from bridge.agent.openai_common import DEFAULT_TIMEOUT_S, make_client, model_error, scrub
+from bridge.agent.openai_common import OpenAIModelBase, model_error, scrub
 from bridge.conversation import AssistantTurn, ToolResult, Turn, UserTurn
 from bridge.errors import ErrorCode
 from bridge.toolspec import ToolSpec
@@ -79,34 +79,10 @@ class _PartialCall:
     arguments: str = ""
 
 
-class OpenAIResponsesModel:
+class OpenAIResponsesModel(OpenAIModelBase):
     """A model behind `/v1/responses` (OpenAI, Azure OpenAI, and servers that implement it)."""
 
     api = "responses"
-
-    def __init__(
-        self,
-        model: str,
-        *,
-        client: openai.AsyncOpenAI | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        max_retries: int = 2,
-        instructions: str | None = None,
-    ) -> None:
-        self.name = model
-        self._client = client or make_client(
-            api_key=api_key, base_url=base_url, timeout_s=timeout_s, max_retries=max_retries
-        )
-        self._instructions = instructions
-
-    @property
-    def base_url(self) -> str:
-        return str(self._client.base_url)
-
-    def __repr__(self) -> str:
-        return f"OpenAIResponsesModel(model={self.name!r}, base_url={self.base_url!r})"
 
     def stream(
         self, conversation: Sequence[Turn], tools: Sequence[ToolSpec]
