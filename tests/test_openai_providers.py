@@ -231,3 +231,14 @@ def test_chat_calls_from_servers_that_leave_out_the_index_are_told_apart() -> No
         ("x", "a", '{"k": 1}'),
         ("y", "b", "{}"),
     ]
+
+
+async def test_chat_without_usage_sends_no_stream_options() -> None:
+    # For compatible servers that refuse `stream_options`: the request must not carry it, and a
+    # stream without a usage chunk is still a complete step.
+    async with OpenAIServer(Reply(["plain"])) as llm:
+        model = provider("chat", llm, include_usage=False)
+        async with asyncio.timeout(BOUND_S):
+            events = [e async for e in model.stream([UserTurn("hi")], [])]
+    assert "stream_options" not in llm.requests[0].body
+    assert events == [TextDelta("plain")]
