@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from common import ECHO_ARGS_JSON, TOOL_NAME
 
-from bridge.agent.model import ModelEvent, TextDelta, ToolCallEvent
+from bridge.models.base import ModelEvent, TextDelta, ToolCallEvent
 from bridge.conversation import Turn, UserTurn
 from bridge.toolspec import ToolSpec
 

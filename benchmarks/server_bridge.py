@@ -15,7 +15,7 @@ from bench_model import BenchModel
 from common import option, serve_uvicorn
 
 from bridge import BridgeSettings, create_app
-from bridge.agent.choose import choose_model
+from bridge.models.choose import choose_model
 from bridge.server.tuning import tune_gc
 
 

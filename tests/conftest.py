@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bridge import BridgeSettings, ServerTools, create_app
-from bridge.agent.model import Model
+from bridge.models.base import Model
 from bridge.testing import RunningServer, serve_app
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -14,8 +14,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-from bridge.agent.dispatch import ClientCalls, Outcome
-from bridge.agent.model import Model, ModelError, ModelEvent, TextDelta, ToolCallEvent, UsageEvent
+from bridge.agent.client_calls import ClientCalls, Outcome
 from bridge.agent.outbox import Outbox
 from bridge.agent.server_tools import ServerTools
 from bridge.calls import TerminalStatus
@@ -28,6 +27,7 @@ from bridge.conversation import (
     result_text,
 )
 from bridge.errors import ErrorCode
+from bridge.models.base import Model, ModelError, ModelEvent, TextDelta, ToolCallEvent, UsageEvent
 from bridge.protocol import (
     CompleteMessage,
     CompleteReason,

@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from bridge.agent.dispatch import ClientCalls
+from bridge.agent.client_calls import ClientCalls
 from bridge.agent.loop import AgentLoop, LoopConfig
-from bridge.agent.model import Model
 from bridge.agent.outbox import Outbox
 from bridge.agent.server_tools import ServerTools
 from bridge.errors import CloseCode, ErrorCode, LimitExceeded, ProtocolError
+from bridge.models.base import Model
 from bridge.protocol import (
     PROTOCOL_VERSION,
     ClientMessage,

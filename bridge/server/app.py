@@ -11,12 +11,12 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, WebSocket
 from fastapi.staticfiles import StaticFiles
 
-from bridge.agent.model import Model
-from bridge.agent.offline import OfflineModel
 from bridge.agent.outbox import Outbox
 from bridge.agent.runtime import SessionRuntime
 from bridge.agent.server_tools import ServerTools
 from bridge.errors import CloseCode
+from bridge.models.base import Model
+from bridge.models.offline import OfflineModel
 from bridge.server.auth import AuthHook, TokenAuth, allow_all
 from bridge.server.connection import Connection
 from bridge.server.hub import SessionHub

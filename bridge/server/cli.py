@@ -10,7 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
-from bridge.agent.choose import choose_model, describe_model
+from bridge.models.choose import choose_model, describe_model
 from bridge.protocol import protocol_json_schema
 from bridge.server.app import create_app
 from bridge.server.settings import BridgeSettings

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.agent.model import ModelEvent, TextDelta, ToolCallEvent, UsageEvent
 from bridge.conversation import Turn
+from bridge.models.base import ModelEvent, TextDelta, ToolCallEvent, UsageEvent
 from bridge.toolspec import ToolSpec
 
 __all__ = ["Hang", "ScriptedModel", "call"]

@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from playwright.async_api import Browser, Page, async_playwright
 
 from bridge import BridgeSettings, create_app
-from bridge.agent.model import Model
+from bridge.models.base import Model
 from bridge.testing import RunningServer, serve_app
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from bridge.protocol import (
     protocol_json_schema,
 )
 
-SCHEMA_FILE = Path(__file__).resolve().parents[1] / "docs" / "protocol.schema.json"
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "protocol.schema.json"
 
 
 def error_code(frame: str) -> ErrorCode:

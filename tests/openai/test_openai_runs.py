@@ -13,7 +13,7 @@ from bridge import ServerTools
 from bridge.testing import OpenAIServer, Reply, tool_call
 from bridge_client import BridgeClient
 from tests.conftest import StartBridge
-from tests.openai_support import (
+from tests.openai.openai_support import (
     APIS,
     BOUND_S,
     assert_every_call_answered,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bridge.agent.model import ModelEvent, TextDelta, ToolCallEvent
-from bridge.agent.offline import OfflineModel, fill_arguments
 from bridge.calls import TerminalStatus
 from bridge.conversation import AssistantTurn, ToolCall, ToolResult, Turn, UserTurn
+from bridge.models.base import ModelEvent, TextDelta, ToolCallEvent
+from bridge.models.offline import OfflineModel, fill_arguments
 from bridge.toolspec import ToolLimits, ToolSpec, parse_tool
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from bridge.protocol import protocol_json_schema
 from bridge_client import BridgeClient
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).with_name("agent-bridge")
 BOUND_S = 20
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bridge.protocol import protocol_json_schema
 
-JS_DIR = Path(__file__).resolve().parent.parent / "clients" / "js"
+JS_DIR = Path(__file__).resolve().parents[2] / "clients" / "js"
 
 
 def node() -> str:

@@ -12,7 +12,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from bridge.testing import Fail, OpenAIServer, Reply, tool_call
-from tests.openai_support import BOUND_S
+from tests.openai.openai_support import BOUND_S
 
 USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from bridge.agent.model import TextDelta, ToolCallEvent
-from bridge.agent.offline import OfflineModel, fill_arguments
 from bridge.calls import TerminalStatus
 from bridge.conversation import AssistantTurn, ToolCall, ToolResult, UserTurn
+from bridge.models.base import TextDelta, ToolCallEvent
+from bridge.models.offline import OfflineModel, fill_arguments
 from bridge.server.settings import BridgeSettings
 from bridge.toolspec import ToolLimits, ToolSpec, parse_tool, register_many
 
-TOOLS_DIR = Path(__file__).resolve().parent.parent / "tools"
+TOOLS_DIR = Path(__file__).resolve().parents[2] / "tools"
 DEFINITIONS = sorted(TOOLS_DIR.glob("*.json"))
 EXPECTED = {
     "read_page",

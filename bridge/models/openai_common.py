@@ -12,8 +12,8 @@ import re
 
 import openai
 
-from bridge.agent.model import ModelError
 from bridge.errors import ErrorCode
+from bridge.models.base import ModelError
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",

@@ -7,14 +7,14 @@ import asyncio
 
 import pytest
 
-from bridge.agent.choose import DEFAULT_OPENAI_MODEL, choose_model, describe_model
-from bridge.agent.offline import OfflineModel
-from bridge.agent.openai_chat import OpenAIChatModel
-from bridge.agent.openai_responses import OpenAIResponsesModel
+from bridge.models.choose import DEFAULT_OPENAI_MODEL, choose_model, describe_model
+from bridge.models.offline import OfflineModel
+from bridge.models.openai_chat import OpenAIChatModel
+from bridge.models.openai_responses import OpenAIResponsesModel
 from bridge.testing import OpenAIServer, Reply
 from bridge_client import BridgeClient
-from tests.openai_support import API_KEY, BOUND_S, sent_user_texts
-from tests.test_cli_and_examples import serve
+from tests.openai.openai_support import API_KEY, BOUND_S, sent_user_texts
+from tests.server.test_cli_and_examples import serve
 
 NO_OPENAI_ENV = {"OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "BRIDGE_MODEL": ""}
 

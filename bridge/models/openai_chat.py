@@ -20,9 +20,9 @@ from openai.types.chat import (
 )
 from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
-from bridge.agent.model import ModelEvent, TextDelta, ToolCallEvent, UsageEvent
-from bridge.agent.openai_common import DEFAULT_TIMEOUT_S, OpenAIModelBase, model_error
 from bridge.conversation import AssistantTurn, ToolResult, Turn, UserTurn
+from bridge.models.base import ModelEvent, TextDelta, ToolCallEvent, UsageEvent
+from bridge.models.openai_common import DEFAULT_TIMEOUT_S, OpenAIModelBase, model_error
 from bridge.toolspec import ToolSpec
 
 __all__ = ["OpenAIChatModel", "chat_messages", "chat_tools"]

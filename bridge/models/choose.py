@@ -11,8 +11,8 @@ import os
 from collections.abc import Mapping
 from typing import Literal
 
-from bridge.agent.model import Model
-from bridge.agent.offline import OfflineModel
+from bridge.models.base import Model
+from bridge.models.offline import OfflineModel
 
 __all__ = ["DEFAULT_OPENAI_MODEL", "ModelApi", "choose_model", "describe_model"]
 
@@ -38,10 +38,10 @@ def choose_model(
     name = model or DEFAULT_OPENAI_MODEL
     # Imported here so that running offline never loads the openai package.
     if api == "responses":
-        from bridge.agent.openai_responses import OpenAIResponsesModel
+        from bridge.models.openai_responses import OpenAIResponsesModel
 
         return OpenAIResponsesModel(name, api_key=api_key, base_url=base_url)
-    from bridge.agent.openai_chat import OpenAIChatModel
+    from bridge.models.openai_chat import OpenAIChatModel
 
     return OpenAIChatModel(name, api_key=api_key, base_url=base_url)
 

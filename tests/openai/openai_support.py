@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.agent.openai_chat import OpenAIChatModel
-from bridge.agent.openai_responses import OpenAIResponsesModel
+from bridge.models.openai_chat import OpenAIChatModel
+from bridge.models.openai_responses import OpenAIResponsesModel
 from bridge.testing import OpenAIServer, RecordedRequest
 
 APIS = ["chat", "responses"]

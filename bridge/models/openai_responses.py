@@ -18,10 +18,10 @@ from openai.types.responses import (
     ResponseStreamEvent,
 )
 
-from bridge.agent.model import ModelError, ModelEvent, TextDelta, ToolCallEvent, UsageEvent
-from bridge.agent.openai_common import OpenAIModelBase, model_error, scrub
 from bridge.conversation import AssistantTurn, ToolResult, Turn, UserTurn
 from bridge.errors import ErrorCode
+from bridge.models.base import ModelError, ModelEvent, TextDelta, ToolCallEvent, UsageEvent
+from bridge.models.openai_common import OpenAIModelBase, model_error, scrub
 from bridge.toolspec import ToolSpec
 
 __all__ = ["OpenAIResponsesModel", "responses_input", "responses_tools"]

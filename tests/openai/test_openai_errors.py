@@ -13,7 +13,7 @@ import pytest
 from bridge.testing import Fail, OpenAIServer, Reply, tool_call
 from bridge_client import BridgeClient, RunResult
 from tests.conftest import StartBridge
-from tests.openai_support import (
+from tests.openai.openai_support import (
     API_KEY,
     APIS,
     BOUND_S,

@@ -16,14 +16,14 @@ from openai.types.chat.chat_completion_chunk import (
     ChoiceDeltaToolCallFunction,
 )
 
-from bridge.agent.model import ModelError, TextDelta, ToolCallEvent, UsageEvent
-from bridge.agent.openai_chat import _events
 from bridge.calls import TerminalStatus
 from bridge.conversation import AssistantTurn, ToolCall, ToolResult, Turn, UserTurn, result_text
 from bridge.errors import ErrorCode
+from bridge.models.base import ModelError, TextDelta, ToolCallEvent, UsageEvent
+from bridge.models.openai_chat import _events
 from bridge.testing import Fail, OpenAIServer, Reply, tool_call
 from bridge.toolspec import ToolLimits, parse_tool
-from tests.openai_support import APIS, BOUND_S, provider, sent_calls, sent_results
+from tests.openai.openai_support import APIS, BOUND_S, provider, sent_calls, sent_results
 
 WEATHER = parse_tool(
     {

@@ -12,8 +12,8 @@ import re
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
-from bridge.agent.model import ModelEvent, TextDelta, ToolCallEvent
 from bridge.conversation import AssistantTurn, ToolResult, Turn, UserTurn
+from bridge.models.base import ModelEvent, TextDelta, ToolCallEvent
 from bridge.toolspec import ToolSpec
 
 __all__ = ["OfflineModel"]
