@@ -15,6 +15,7 @@ from bridge.errors import ErrorCode, ProtocolError
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "ByeMessage",
     "ClientMessage",
     "CompleteMessage",
     "CompleteReason",
@@ -27,8 +28,15 @@ __all__ = [
     "RegisterToolsMessage",
     "RejectedTool",
     "ResponseStatus",
+    "ResumeRequest",
+    "Resumed",
     "RunStartedMessage",
     "ServerMessage",
+    "SnapshotCall",
+    "SnapshotMessage",
+    "SnapshotRun",
+    "SnapshotTurn",
+    "StepRetryMessage",
     "StopMessage",
     "TokenMessage",
     "ToolCancelMessage",
@@ -50,8 +58,10 @@ __all__ = [
 
 PROTOCOL_VERSION = 1
 
-ResponseStatus = Literal["ok", "error", "denied"]
-ResultStatus = Literal["ok", "error", "invalid_arguments", "denied", "timed_out", "cancelled"]
+ResponseStatus = Literal["ok", "error", "denied", "outcome_unknown"]
+ResultStatus = Literal[
+    "ok", "error", "invalid_arguments", "denied", "timed_out", "cancelled", "outcome_unknown"
+]
 CompleteReason = Literal["done", "stopped", "max_steps", "error", "disconnected"]
 
 
@@ -69,12 +79,26 @@ class ToolError(_Wire):
 # Client to server -----------------------------------------------------------------------------
 
 
+class ResumeRequest(_Wire):
+    """Proof that the session is the client's own, and the last `seq` it processed."""
+
+    token: str = Field(max_length=256)
+    last_seq: int = Field(default=0, ge=0)
+
+
 class HelloMessage(_Wire):
     type: Literal["hello"] = "hello"
     protocol: int = PROTOCOL_VERSION
     # Each definition is checked on its own by toolspec so one bad tool never sinks the rest.
     tools: list[dict[str, Any]] = Field(default_factory=list)
     client: str | None = None
+    resume: ResumeRequest | None = None
+
+
+class ByeMessage(_Wire):
+    """The client leaves for good: the session ends now instead of being held for a resume."""
+
+    type: Literal["bye"] = "bye"
 
 
 class RegisterToolsMessage(_Wire):
@@ -130,7 +154,8 @@ ClientMessage = Annotated[
     | ToolResponseMessage
     | ToolProgressMessage
     | PingMessage
-    | PongMessage,
+    | PongMessage
+    | ByeMessage,
     Field(discriminator="type"),
 ]
 
@@ -164,16 +189,69 @@ class Limits(_Wire):
     human_timeout_ms: int
     progress_cap_ms: int
     heartbeat_interval_ms: int
+    heartbeat_timeout_ms: int
     max_steps: int
+    resume_grace_ms: int
 
 
-class ReadyMessage(_ServerWire):
+class Resumed(_Wire):
+    """How a resume went: replay starts at `from_seq`, or `gap` and a `snapshot` follows."""
+
+    from_seq: int
+    pending_calls: list[str] = Field(default_factory=list)
+    gap: bool = False
+
+
+class _HeaderWire(_Wire):
+    # `ready` and `snapshot` describe one connection's start; they take no `seq` of their own,
+    # so a replay that follows them keeps its original numbers.
+    model_config = ConfigDict(extra="ignore", frozen=False)
+
+    seq: int | None = None
+
+
+class ReadyMessage(_HeaderWire):
     type: Literal["ready"] = "ready"
     session_id: str
     protocol: int = PROTOCOL_VERSION
     tools: ToolsReport
     server_tools: list[str] = Field(default_factory=list)
     limits: Limits
+    resume_token: str | None = None
+    resumed: Resumed | None = None
+
+
+class SnapshotCall(_Wire):
+    """One tool call of the conversation as the client saw it (wire id), with its outcome."""
+
+    id: str
+    name: str
+    arguments: Any = None
+    status: ResultStatus | Literal["pending"] = "pending"
+    result: Any = None
+    error: str | None = None
+
+
+class SnapshotTurn(_Wire):
+    role: Literal["user", "assistant"]
+    content: str
+    run_id: str | None = None
+    tool_calls: list[SnapshotCall] = Field(default_factory=list)
+
+
+class SnapshotRun(_Wire):
+    run_id: str
+    content: str = ""
+
+
+class SnapshotMessage(_HeaderWire):
+    """Sent after `ready` when the replay window cannot bridge the client's gap."""
+
+    type: Literal["snapshot"] = "snapshot"
+    last_seq: int
+    turns: list[SnapshotTurn] = Field(default_factory=list)
+    run: SnapshotRun | None = None
+    pending_calls: list[str] = Field(default_factory=list)
 
 
 class ToolsUpdatedMessage(_ServerWire):
@@ -203,6 +281,19 @@ class ToolRequestMessage(_ServerWire):
     arguments: dict[str, Any]
     timeout_ms: int
     interactive: bool = False
+    # Sent again to a client that resumed; the id is the same, so a client that already
+    # ran the handler re-sends its stored result instead of running it twice.
+    redelivered: bool | None = None
+
+
+class StepRetryMessage(_ServerWire):
+    """The text streamed so far in this step is void: the model's step is being made again."""
+
+    type: Literal["step_retry"] = "step_retry"
+    run_id: str
+    step: int
+    attempt: int
+    reason: str
 
 
 class ToolCancelMessage(_ServerWire):
@@ -258,6 +349,8 @@ class ServerPongMessage(_ServerWire):
 
 ServerMessage = Annotated[
     ReadyMessage
+    | SnapshotMessage
+    | StepRetryMessage
     | ToolsUpdatedMessage
     | RunStartedMessage
     | TokenMessage
@@ -284,6 +377,7 @@ _KNOWN_CLIENT_TYPES = frozenset(
         "tool_progress",
         "ping",
         "pong",
+        "bye",
     }
 )
 

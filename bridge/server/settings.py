@@ -34,6 +34,9 @@ class BridgeSettings(BaseSettings):
     heartbeat_interval_s: float = 20.0
     heartbeat_timeout_s: float = 20.0
     session_ttl_s: float = 600.0
+    resume_grace_s: float = 60.0
+    replay_max_messages: int = 2048
+    replay_max_bytes: int = 1_048_576
     max_sessions: int = 50_000
     compression: bool = False
     gc_tuning: bool = Field(
@@ -87,5 +90,7 @@ class BridgeSettings(BaseSettings):
             human_timeout_ms=self.human_timeout_ms,
             progress_cap_ms=self.progress_cap_ms,
             heartbeat_interval_ms=int(self.heartbeat_interval_s * 1000),
+            heartbeat_timeout_ms=int(self.heartbeat_timeout_s * 1000),
             max_steps=self.max_steps,
+            resume_grace_ms=int(self.resume_grace_s * 1000),
         )
