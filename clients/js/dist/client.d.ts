@@ -1,4 +1,4 @@
-import type { CompleteMessage, Limits, ReadyMessage, RejectedTool, RunStartedMessage, ServerMessage, TokenMessage, ToolCancelMessage, ToolRequestMessage, ToolResultMessage, ToolsUpdatedMessage } from "./protocol.js";
+import type { CompleteMessage, Limits, ReadyMessage, RejectedTool, RunStartedMessage, ServerMessage, SnapshotMessage, StepRetryMessage, TokenMessage, ToolCancelMessage, ToolRequestMessage, ToolResultMessage, ToolsUpdatedMessage } from "./protocol.js";
 export declare const PROTOCOL_VERSION = 1;
 /** JSON Schema, as a plain object. */
 export type JsonSchema = Record<string, unknown>;
@@ -12,15 +12,21 @@ export interface WireToolDefinition {
     interactive?: boolean;
     read_only?: boolean;
     destructive?: boolean;
+    idempotent?: boolean;
 }
 export interface ToolContext {
-    /** The call id the server correlates the response with. */
+    /** The call id the server correlates the response with; the same on every redelivery. */
     readonly id: string;
     readonly runId: string;
     readonly name: string;
     readonly timeoutMs: number;
     readonly interactive: boolean;
-    /** Aborts when the server cancels the call (`tool_cancel`), or the connection drops. */
+    /**
+     * True when an earlier run of this very call was cut short by a page reload or `close()`;
+     * only read-only and idempotent tools are ever run again.
+     */
+    readonly rerun: boolean;
+    /** Aborts when the server cancels the call (`tool_cancel`), or the client closes for good. */
     readonly signal: AbortSignal;
     /** Tell the server the call is alive; pushes its deadline out, up to the server's cap. */
     reportProgress(progress?: number | null, message?: string | null): void;
@@ -35,8 +41,11 @@ export interface ToolRegistration<A = Record<string, unknown>, R = unknown> {
     outputSchema?: JsonSchema;
     timeoutMs?: number;
     interactive?: boolean;
+    /** The tool changes nothing: safe to run again after a reload cut an earlier run short. */
     readOnly?: boolean;
     destructive?: boolean;
+    /** Running it twice with the same arguments has the effect of running it once. */
+    idempotent?: boolean;
     handler: ToolHandler<A, R>;
 }
 /** Throw from a handler (or call `context.deny()`) when the person refused. */
@@ -71,9 +80,35 @@ export interface BridgeErrorEvent {
     id?: string | null;
     run_id?: string | null;
 }
+/** The session carried on over a new connection: `ready.resumed`, and what the client did. */
+export interface ResumedEvent {
+    from_seq: number;
+    pending_calls: string[];
+    /** The server could not replay everything missed; a `snapshot` event follows. */
+    gap: boolean;
+    /** The session was picked up from storage: this page (or client) is not the one that began it. */
+    reload: boolean;
+    /** Call ids whose kept results were sent again. */
+    resent: string[];
+    /** Call ids answered `outcome_unknown`: their handlers started before a reload and never reported. */
+    outcomeUnknown: string[];
+}
+/** The server no longer had the session: what the page shows of the conversation is gone. */
+export interface ResetEvent {
+    code: string;
+    message: string;
+}
 export interface AgentBridgeEvents {
     status: StatusEvent;
     ready: ReadyMessage;
+    /** After `ready`, when it carried on an existing session. */
+    resumed: ResumedEvent;
+    /** The conversation so far, sent when replay could not cover what was missed (e.g. after a reload). */
+    snapshot: SnapshotMessage;
+    /** The resume found no session: the server started a fresh one under the same id. */
+    reset: ResetEvent;
+    /** The text streamed so far in the run's current step is void; a new attempt's tokens follow. */
+    stepRetry: StepRetryMessage;
     toolsUpdated: ToolsUpdatedMessage;
     /** Tools the server refused, with its validation errors; fired when there are any. */
     rejected: RejectedTool[];
@@ -90,6 +125,7 @@ export interface AgentBridgeEvents {
 }
 export type Listener<T> = (event: T) => void;
 export interface ReconnectOptions {
+    /** The wait before the second attempt; the first is immediate. */
     initialDelayMs?: number;
     maxDelayMs?: number;
     factor?: number;
@@ -112,15 +148,35 @@ export interface WebSocketLike {
     close(code?: number, reason?: string): void;
 }
 export type WebSocketFactory = new (url: string) => WebSocketLike;
+/** The part of the Web Storage API the client uses (`sessionStorage` fits). */
+export interface StorageLike {
+    getItem(key: string): string | null;
+    setItem(key: string, value: string): void;
+    removeItem(key: string): void;
+}
 export interface AgentBridgeOptions {
     token?: string;
-    /** Appended to the URL as /ws/agent/{sessionId} unless the URL already names a session. */
+    /**
+     * Appended to the URL as /ws/agent/{sessionId} unless the URL already names a session. Without
+     * one, the id is kept in `storage`, so a reload of the page comes back to the same session.
+     */
     sessionId?: string;
     clientName?: string;
     /** Connect in the constructor (default true); otherwise call `connect()`. */
     autoConnect?: boolean;
     /** `false` turns reconnecting off. */
     reconnect?: ReconnectOptions | false;
+    /**
+     * Where the resume token, the last `seq`, calls in progress and unacknowledged results are kept
+     * so a page reload resumes the session: `sessionStorage` by default, `null` to keep nothing.
+     */
+    storage?: StorageLike | null;
+    /**
+     * What the first connection after a reload asks for: `"snapshot"` (default), the whole
+     * conversation, since the reloaded page has lost what it showed; or `"replay"`, only what
+     * came after the last `seq` the previous page processed (for apps that keep their own view).
+     */
+    afterReload?: "snapshot" | "replay";
     WebSocket?: WebSocketFactory;
     /** For tests: the randomness behind the jitter. */
     random?: () => number;
@@ -133,19 +189,35 @@ export declare class AgentBridge {
     private readonly reconnectOptions;
     private readonly WebSocketImpl;
     private readonly random;
+    private readonly storage;
+    private readonly storageKey;
+    /** Where a generated session id is kept; null when the app chose the id. */
+    private readonly sessionPointerKey;
+    private readonly afterReload;
     private readonly tools;
     private readonly listeners;
     private readonly calls;
+    private readonly interrupted;
+    private readonly results;
+    private readonly acknowledged;
     private readonly outbox;
     private readonly rejected;
     private socket;
     private timer;
+    private watchdog;
     private attempt;
     private closedByUser;
     private currentStatus;
     private run;
     private ready;
-    /** Sequence number of the last server message seen. */
+    /** `ready` has arrived on the current socket. */
+    private greeted;
+    private resumeToken;
+    private resumeSent;
+    private fromStorage;
+    private resetError;
+    private storageFailed;
+    /** Sequence number of the last server message processed. */
     lastSeq: number;
     constructor(url: string, options?: AgentBridgeOptions);
     get status(): ConnectionStatus;
@@ -156,6 +228,10 @@ export declare class AgentBridge {
     /** The run in progress, if any. */
     get runId(): string | null;
     get toolNames(): string[];
+    /** Whether a dropped connection can carry on the session (the server gave a resume token). */
+    get resumable(): boolean;
+    /** Ids of calls whose results the server has not acknowledged yet. */
+    get unacknowledged(): string[];
     on<K extends keyof AgentBridgeEvents>(type: K, listener: Listener<AgentBridgeEvents[K]>): () => void;
     off<K extends keyof AgentBridgeEvents>(type: K, listener: Listener<AgentBridgeEvents[K]>): void;
     private emit;
@@ -166,8 +242,13 @@ export declare class AgentBridge {
     /** The definitions as the server receives them. */
     definitions(): WireToolDefinition[];
     connect(): void;
-    /** Close for good: no reconnect until `connect()` is called again. */
+    /**
+     * Close for good: no reconnect until `connect()` is called again. The server holds the session
+     * for a while, so `connect()` (or a new page) can still resume it; `bye()` ends it.
+     */
     close(code?: number, reason?: string): void;
+    /** Leave for good: the server ends the session at once, and nothing is kept for a resume. */
+    bye(): void;
     /** Send a user message; queued until the connection is ready when it is not yet. */
     send(text: string): void;
     /** Stop the current run; false when there is no connection to send it on. */
@@ -175,12 +256,31 @@ export declare class AgentBridge {
     private transmit;
     private setStatus;
     private receive;
+    private onError;
     private onReady;
+    private onResumed;
+    /** The session this client knew is gone (or was never resumable): nothing of it is owed. */
+    private dropSessionState;
+    private forgetSession;
+    private endRun;
     private noteRejections;
     private onClosed;
     private backoff;
+    private armWatchdog;
+    private clearWatchdog;
+    private onDeadLink;
     private cancelCall;
+    /** The server has the call's outcome: the kept result, if any, is no longer needed. */
+    private settled;
+    /** Keep a result until acknowledged, and send it now when the connection is ready. */
+    private keep;
+    private mayRunAgain;
     private answer;
     private progress;
+    private restore;
+    private save;
+    private read;
+    private write;
+    private remove;
 }
 export declare function toWire(tool: ToolRegistration<any, any>): WireToolDefinition;

@@ -23,10 +23,16 @@ const DEFAULT_RECONNECT = {
     factor: 2,
     jitter: 0.3,
 };
-// Retrying cannot help: the token is wrong, another tab now owns the session, or the server
-// refuses what this client is (bad session id, unsupported protocol).
-const FINAL_CLOSE_CODES = new Set([1008, 4401, 4403, 4409]);
+// Retrying cannot help: the token is wrong or refused, another tab now owns the session, the
+// server refuses what this client is (bad session id, unsupported protocol), or a message of
+// ours is too big and would be sent again.
+const FINAL_CLOSE_CODES = new Set([1008, 1009, 4401, 4403, 4409]);
+// Used until a `ready` has told the real heartbeat: the server's defaults, 20 s + 20 s.
+const DEFAULT_DEAD_LINK_MS = 40_000;
+// How many acknowledged call ids are remembered, so a stray replay of an old request never runs.
+const ACKNOWLEDGED_MEMORY = 1024;
 const SESSION_IN_PATH = /\/ws\/agent\/([^/]+)\/?$/;
+const STORAGE_PREFIX = "agent-bridge:v1";
 export class AgentBridge {
     url;
     sessionId;
@@ -35,24 +41,49 @@ export class AgentBridge {
     reconnectOptions;
     WebSocketImpl;
     random;
+    storage;
+    storageKey;
+    /** Where a generated session id is kept; null when the app chose the id. */
+    sessionPointerKey;
+    afterReload;
     tools = new Map();
     listeners = new Map();
     calls = new Map();
+    interrupted = new Map();
+    results = new Map();
+    acknowledged = new Set();
     outbox = [];
     rejected = new Map();
     socket = null;
     timer = null;
+    watchdog = null;
     attempt = 0;
     closedByUser = false;
     currentStatus = "idle";
     run = null;
     ready = null;
-    /** Sequence number of the last server message seen. */
+    /** `ready` has arrived on the current socket. */
+    greeted = false;
+    resumeToken = null;
+    resumeSent = false;
+    fromStorage = false;
+    resetError = null;
+    storageFailed = false;
+    /** Sequence number of the last server message processed. */
     lastSeq = 0;
     constructor(url, options = {}) {
         const found = SESSION_IN_PATH.exec(url.split(/[?#]/)[0] ?? "");
-        this.sessionId = options.sessionId ?? (found ? decodeURIComponent(found[1]) : newSessionId());
+        this.storage = options.storage === undefined ? defaultStorage() : options.storage;
+        let sessionId = options.sessionId ?? (found ? decodeURIComponent(found[1]) : null);
+        this.sessionPointerKey = null;
+        if (sessionId === null) {
+            this.sessionPointerKey = `${STORAGE_PREFIX}:session:${socketUrl(url, null)}`;
+            sessionId = this.read(this.sessionPointerKey) ?? newSessionId();
+        }
+        this.sessionId = sessionId;
         this.url = socketUrl(url, found ? null : this.sessionId);
+        this.storageKey = `${STORAGE_PREFIX}:${this.sessionId}:${this.url}`;
+        this.afterReload = options.afterReload ?? "snapshot";
         this.token = options.token;
         this.clientName = options.clientName ?? "agent-bridge-js";
         this.reconnectOptions =
@@ -62,6 +93,7 @@ export class AgentBridge {
             throw new Error("no WebSocket implementation: pass options.WebSocket");
         this.WebSocketImpl = impl;
         this.random = options.random ?? Math.random;
+        this.restore();
         if (options.autoConnect !== false) {
             // Deferred so the page can register tools and listeners first and they go in the hello.
             queueMicrotask(() => {
@@ -90,6 +122,14 @@ export class AgentBridge {
     }
     get toolNames() {
         return [...this.tools.keys()];
+    }
+    /** Whether a dropped connection can carry on the session (the server gave a resume token). */
+    get resumable() {
+        return this.resumeToken !== null;
+    }
+    /** Ids of calls whose results the server has not acknowledged yet. */
+    get unacknowledged() {
+        return [...this.results.keys()];
     }
     // Events ----------------------------------------------------------------------------------
     on(type, listener) {
@@ -175,20 +215,31 @@ export class AgentBridge {
             return;
         }
         this.socket = socket;
+        this.greeted = false;
         socket.onopen = () => {
-            this.transmit({
+            const hello = {
                 type: "hello",
                 protocol: PROTOCOL_VERSION,
                 tools: this.definitions(),
                 client: this.clientName,
-            });
+            };
+            this.resumeSent = this.resumeToken !== null;
+            if (this.resumeToken !== null)
+                hello.resume = { token: this.resumeToken, last_seq: this.lastSeq };
+            this.resetError = null;
+            this.transmit(hello);
         };
         socket.onmessage = (event) => this.receive(socket, event.data);
         socket.onclose = (event) => this.onClosed(socket, event.code, event.reason);
         // `error` is always followed by `close`, which carries what there is to know.
         socket.onerror = () => undefined;
+        // A handshake that never completes is a dead link too.
+        this.armWatchdog();
     }
-    /** Close for good: no reconnect until `connect()` is called again. */
+    /**
+     * Close for good: no reconnect until `connect()` is called again. The server holds the session
+     * for a while, so `connect()` (or a new page) can still resume it; `bye()` ends it.
+     */
     close(code = 1000, reason = "client closed") {
         this.closedByUser = true;
         if (this.timer !== null) {
@@ -203,6 +254,21 @@ export class AgentBridge {
         else {
             this.setStatus({ status: "closed", attempt: this.attempt, code, reason });
         }
+    }
+    /** Leave for good: the server ends the session at once, and nothing is kept for a resume. */
+    bye() {
+        if (this.greeted)
+            this.transmit({ type: "bye" });
+        for (const id of [...this.calls.keys()])
+            this.cancelCall(id, "bye");
+        this.interrupted.clear();
+        this.results.clear();
+        this.resumeToken = null;
+        this.lastSeq = 0;
+        this.remove(this.storageKey);
+        if (this.sessionPointerKey !== null)
+            this.remove(this.sessionPointerKey);
+        this.close(1000, "bye");
     }
     // Runs ------------------------------------------------------------------------------------
     /** Send a user message; queued until the connection is ready when it is not yet. */
@@ -236,6 +302,8 @@ export class AgentBridge {
     receive(socket, data) {
         if (socket !== this.socket)
             return;
+        // Any frame at all proves the link alive; the server pings often enough to keep it so.
+        this.armWatchdog();
         let message;
         try {
             message = JSON.parse(String(data));
@@ -244,14 +312,28 @@ export class AgentBridge {
             this.emit("error", { code: "client_invalid_frame", message: `unreadable frame: ${describe(error)}` });
             return;
         }
-        if (typeof message.seq === "number")
+        // `ready` and `snapshot` head a connection and carry no seq of their own; what comes before
+        // `ready` (a refusal) is about this connection, not the session's stream.
+        const header = message.type === "ready" || message.type === "snapshot";
+        if (!header && this.greeted && typeof message.seq === "number") {
+            if (message.seq <= this.lastSeq)
+                return;
             this.lastSeq = message.seq;
+        }
         switch (message.type) {
             case "ping":
                 this.transmit({ type: "pong", nonce: message.nonce ?? null });
                 break;
             case "ready":
                 this.onReady(message);
+                break;
+            case "snapshot":
+                this.lastSeq = message.last_seq;
+                this.run = message.run?.run_id ?? null;
+                this.emit("snapshot", message);
+                break;
+            case "step_retry":
+                this.emit("stepRetry", message);
                 break;
             case "tools_updated":
                 this.noteRejections(message.tools, false);
@@ -269,9 +351,11 @@ export class AgentBridge {
                 break;
             case "tool_cancel":
                 this.cancelCall(message.id, message.reason);
+                this.settled(message.id);
                 this.emit("toolCancel", message);
                 break;
             case "tool_result":
+                this.settled(message.id);
                 this.emit("toolResult", message);
                 break;
             case "complete":
@@ -280,7 +364,7 @@ export class AgentBridge {
                 this.emit("runComplete", message);
                 break;
             case "error":
-                this.emit("error", message);
+                this.onError(message);
                 break;
             case "pong":
                 break;
@@ -288,17 +372,108 @@ export class AgentBridge {
                 // A newer server may add messages; they still reach `message` listeners.
                 break;
         }
+        this.save();
         this.emit("message", message);
     }
+    onError(message) {
+        if (message.code === "session_expired") {
+            this.resetError = { code: message.code, message: message.message };
+        }
+        else if (message.code === "resume_denied") {
+            // The token is not this session's: nothing of it can be resumed, from here or a reload.
+            this.forgetSession();
+        }
+        this.emit("error", message);
+    }
     onReady(message) {
+        const resumed = message.resumed ?? null;
+        const reset = this.resumeSent && resumed === null;
+        this.greeted = true;
         this.ready = message;
         this.attempt = 0;
+        if (resumed === null) {
+            // A fresh session's stream numbers start again.
+            this.lastSeq = 0;
+            this.dropSessionState(reset ? "session reset" : "disconnected");
+        }
+        // A resumed session may not repeat its token; a fresh one without a token cannot be resumed.
+        this.resumeToken = message.resume_token ?? (resumed !== null ? this.resumeToken : null);
+        const reload = this.fromStorage;
+        this.fromStorage = false;
         this.noteRejections(message.tools, true);
         this.setStatus({ status: "open", attempt: 0 });
         this.emit("ready", message);
+        if (resumed !== null)
+            this.onResumed(resumed, reload);
+        if (reset) {
+            this.emit("reset", this.resetError ?? { code: "session_expired", message: "the server no longer had the session" });
+        }
+        this.save();
         const queued = this.outbox.splice(0);
         for (const item of queued)
             this.transmit(item);
+    }
+    onResumed(resumed, reload) {
+        const pending = new Set(resumed.pending_calls ?? []);
+        const resent = [];
+        const outcomeUnknown = [];
+        for (const [id, kept] of [...this.results]) {
+            if (!pending.has(id)) {
+                // The server has it: no longer waiting means the answer arrived (or the call ended).
+                this.settled(id);
+            }
+            else if (this.transmit(kept.response)) {
+                kept.sentOn = this.socket;
+                resent.push(id);
+            }
+        }
+        for (const [id, call] of [...this.interrupted]) {
+            if (!pending.has(id)) {
+                this.interrupted.delete(id);
+            }
+            else if (!this.mayRunAgain(call.name)) {
+                // Its handler may or may not have taken effect; running it again could do it twice.
+                this.interrupted.delete(id);
+                this.keep(id, call.name, outcomeUnknownResponse(id));
+                outcomeUnknown.push(id);
+            }
+            // One that may run again waits for its request, redelivered with the arguments.
+        }
+        for (const [id] of [...this.calls]) {
+            // Timed out or cancelled while the link was down; its answer would be dropped.
+            if (!pending.has(id))
+                this.cancelCall(id, "ended while disconnected");
+        }
+        this.emit("resumed", {
+            from_seq: resumed.from_seq,
+            pending_calls: [...pending],
+            gap: resumed.gap ?? false,
+            reload,
+            resent,
+            outcomeUnknown,
+        });
+    }
+    /** The session this client knew is gone (or was never resumable): nothing of it is owed. */
+    dropSessionState(reason) {
+        for (const id of [...this.calls.keys()])
+            this.cancelCall(id, reason);
+        this.interrupted.clear();
+        this.results.clear();
+        this.acknowledged.clear();
+        this.endRun();
+    }
+    forgetSession() {
+        this.resumeToken = null;
+        this.interrupted.clear();
+        this.results.clear();
+        this.remove(this.storageKey);
+    }
+    endRun() {
+        if (this.run === null)
+            return;
+        const runId = this.run;
+        this.run = null;
+        this.emit("runComplete", { type: "complete", run_id: runId, reason: "disconnected", steps: 0 });
     }
     noteRejections(report, replace) {
         if (replace)
@@ -317,16 +492,27 @@ export class AgentBridge {
             socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
         }
         this.socket = null;
-        // The server has already ended these calls; whatever the handlers produce now has nowhere
-        // to go, so they are told to stop.
-        for (const id of [...this.calls.keys()])
-            this.cancelCall(id, "disconnected");
-        if (this.run !== null) {
-            const runId = this.run;
-            this.run = null;
-            this.emit("runComplete", { type: "complete", run_id: runId, reason: "disconnected", steps: 0 });
+        this.greeted = false;
+        this.clearWatchdog();
+        const final = this.closedByUser || this.reconnectOptions === false || FINAL_CLOSE_CODES.has(code);
+        if (this.resumeToken === null) {
+            // The server ends a session it cannot resume with its connection: these calls are over.
+            for (const id of [...this.calls.keys()])
+                this.cancelCall(id, "disconnected");
+            this.endRun();
         }
-        if (this.closedByUser || this.reconnectOptions === false || FINAL_CLOSE_CODES.has(code)) {
+        else if (final) {
+            // The server holds the session and its calls for a while, so a later connect() or a new page
+            // may resume it; handlers stopped halfway are remembered as such, never silently re-run.
+            for (const [id, call] of [...this.calls]) {
+                this.cancelCall(id, "disconnected");
+                this.interrupted.set(id, { name: call.request.name, started: call.started });
+            }
+            this.endRun();
+        }
+        // Otherwise the run and the calls go on at the server; handlers finish and their results wait.
+        this.save();
+        if (final) {
             if (this.timer !== null)
                 clearTimeout(this.timer);
             this.timer = null;
@@ -342,9 +528,41 @@ export class AgentBridge {
         }, delayMs);
     }
     backoff(attempt) {
+        // A single drop is usually a blip (a hand-over, a proxy restart): try again at once.
+        if (attempt === 0)
+            return 0;
         const options = this.reconnectOptions;
-        const base = Math.min(options.maxDelayMs, options.initialDelayMs * options.factor ** attempt);
+        const base = Math.min(options.maxDelayMs, options.initialDelayMs * options.factor ** (attempt - 1));
         return Math.round(base * (1 - options.jitter * this.random()));
+    }
+    armWatchdog() {
+        this.clearWatchdog();
+        const limits = this.ready?.limits;
+        const ms = limits
+            ? limits.heartbeat_interval_ms + (limits.heartbeat_timeout_ms ?? limits.heartbeat_interval_ms)
+            : DEFAULT_DEAD_LINK_MS;
+        const socket = this.socket;
+        this.watchdog = setTimeout(() => this.onDeadLink(socket, ms), ms);
+        // Outside a browser, the watchdog alone must not keep a process alive.
+        this.watchdog.unref?.();
+    }
+    clearWatchdog() {
+        if (this.watchdog !== null)
+            clearTimeout(this.watchdog);
+        this.watchdog = null;
+    }
+    onDeadLink(socket, ms) {
+        this.watchdog = null;
+        if (socket === null || socket !== this.socket)
+            return;
+        // A half-open link never delivers its close either, so the client leaves it without waiting.
+        try {
+            socket.close(4000, "dead link");
+        }
+        catch {
+            // Closing a socket that never opened may throw; it is being abandoned either way.
+        }
+        this.onClosed(socket, 1006, `no frame from the server for ${ms} ms`);
     }
     cancelCall(id, reason) {
         const call = this.calls.get(id);
@@ -353,22 +571,64 @@ export class AgentBridge {
         this.calls.delete(id);
         call.controller.abort(new DOMException(`tool call cancelled: ${reason}`, "AbortError"));
     }
+    /** The server has the call's outcome: the kept result, if any, is no longer needed. */
+    settled(id) {
+        this.results.delete(id);
+        this.interrupted.delete(id);
+        this.acknowledged.add(id);
+        if (this.acknowledged.size > ACKNOWLEDGED_MEMORY) {
+            this.acknowledged.delete(this.acknowledged.values().next().value);
+        }
+    }
+    /** Keep a result until acknowledged, and send it now when the connection is ready. */
+    keep(id, name, response) {
+        const kept = { name, response, sentOn: null };
+        this.results.set(id, kept);
+        // Stored before it is sent: a reload right after the send must still be able to resend it.
+        this.save();
+        if (this.greeted && this.transmit(response))
+            kept.sentOn = this.socket;
+    }
+    mayRunAgain(name) {
+        const tool = this.tools.get(name);
+        return Boolean(tool && (tool.readOnly || tool.idempotent));
+    }
     async answer(request) {
+        const id = request.id;
         // The same id again is a redelivery of a call that is already being answered.
-        if (this.calls.has(request.id))
+        if (this.calls.has(id))
             return;
+        const kept = this.results.get(id);
+        if (kept) {
+            if (kept.sentOn !== this.socket && this.transmit(kept.response))
+                kept.sentOn = this.socket;
+            return;
+        }
+        if (this.acknowledged.has(id))
+            return;
+        const interrupted = this.interrupted.get(id);
+        if (interrupted) {
+            this.interrupted.delete(id);
+            if (!this.mayRunAgain(request.name)) {
+                this.keep(id, request.name, outcomeUnknownResponse(id));
+                return;
+            }
+        }
         const controller = new AbortController();
-        this.calls.set(request.id, { controller, request });
+        this.calls.set(id, { controller, request, started: Date.now() });
+        // On record before the handler can have any effect, so a reload knows it began.
+        this.save();
         this.emit("toolRequest", request);
         const signal = controller.signal;
         const context = {
-            id: request.id,
+            id,
             runId: request.run_id,
             name: request.name,
             timeoutMs: request.timeout_ms,
             interactive: request.interactive ?? false,
+            rerun: interrupted !== undefined,
             signal,
-            reportProgress: (progress, message) => this.progress(request.id, signal, progress, message),
+            reportProgress: (progress, message) => this.progress(id, signal, progress, message),
             deny: (message) => {
                 throw new ToolDenied(message);
             },
@@ -380,21 +640,22 @@ export class AgentBridge {
                 throw new ToolCallError(`this page has no tool named ${request.name}`, "unknown_tool");
             }
             const value = await tool.handler(request.arguments ?? {}, context);
-            response = { type: "tool_response", id: request.id, status: "ok", result: value ?? null };
+            response = { type: "tool_response", id, status: "ok", result: value ?? null };
         }
         catch (error) {
-            response = failure(request.id, error);
+            response = failure(id, error);
         }
-        if (signal.aborted || this.calls.get(request.id)?.controller !== controller)
+        if (signal.aborted || this.calls.get(id)?.controller !== controller)
             return;
-        this.calls.delete(request.id);
+        this.calls.delete(id);
         try {
-            this.transmit(response);
+            JSON.stringify(response);
         }
         catch (error) {
             // Most likely a result JSON cannot encode (a cycle, a BigInt): the server still needs an answer.
-            this.transmit(failure(request.id, new ToolCallError(`result is not JSON: ${describe(error)}`, "unserializable_result")));
+            response = failure(id, new ToolCallError(`result is not JSON: ${describe(error)}`, "unserializable_result"));
         }
+        this.keep(id, request.name, response);
     }
     progress(id, signal, progress, message) {
         if (signal.aborted)
@@ -408,6 +669,91 @@ export class AgentBridge {
         this.transmit({ type: "tool_progress", ...event });
         this.emit("toolProgress", event);
     }
+    // Storage ---------------------------------------------------------------------------------
+    restore() {
+        const text = this.read(this.storageKey);
+        if (text === null)
+            return;
+        let saved;
+        try {
+            saved = JSON.parse(text);
+        }
+        catch {
+            this.remove(this.storageKey);
+            return;
+        }
+        if (saved?.v !== 1 || saved.sessionId !== this.sessionId || typeof saved.token !== "string")
+            return;
+        this.resumeToken = saved.token;
+        this.fromStorage = true;
+        // Replay only helps a page that kept what it showed; otherwise the server sends it all again.
+        if (this.afterReload === "replay" && Number.isInteger(saved.lastSeq))
+            this.lastSeq = saved.lastSeq;
+        for (const call of saved.calls ?? []) {
+            this.interrupted.set(call.id, { name: call.name, started: call.started });
+        }
+        for (const result of saved.results ?? []) {
+            this.results.set(result.id, { name: result.name, response: result.response, sentOn: null });
+        }
+    }
+    save() {
+        if (this.storage === null)
+            return;
+        if (this.resumeToken === null) {
+            this.remove(this.storageKey);
+            return;
+        }
+        const calls = [...this.calls].map(([id, call]) => ({ id, name: call.request.name, started: call.started }));
+        for (const [id, call] of this.interrupted)
+            calls.push({ id, name: call.name, started: call.started });
+        const saved = {
+            v: 1,
+            sessionId: this.sessionId,
+            token: this.resumeToken,
+            lastSeq: this.lastSeq,
+            calls,
+            results: [...this.results].map(([id, kept]) => ({ id, name: kept.name, response: kept.response })),
+        };
+        this.write(this.storageKey, JSON.stringify(saved));
+        if (this.sessionPointerKey !== null)
+            this.write(this.sessionPointerKey, this.sessionId);
+    }
+    read(key) {
+        try {
+            return this.storage?.getItem(key) ?? null;
+        }
+        catch {
+            return null;
+        }
+    }
+    write(key, value) {
+        try {
+            this.storage?.setItem(key, value);
+        }
+        catch (error) {
+            // Full or forbidden: the session still works, it just cannot survive a reload.
+            if (!this.storageFailed) {
+                this.storageFailed = true;
+                this.emit("error", { code: "client_storage_failed", message: describe(error) });
+            }
+        }
+    }
+    remove(key) {
+        try {
+            this.storage?.removeItem(key);
+        }
+        catch {
+            // Nothing to do: what could not be removed will fail to resume and be replaced.
+        }
+    }
+}
+function outcomeUnknownResponse(id) {
+    return {
+        type: "tool_response",
+        id,
+        status: "outcome_unknown",
+        error: { message: "the page was reloaded while the tool ran; whether it took effect is unknown" },
+    };
 }
 function failure(id, error) {
     if (error instanceof ToolDenied) {
@@ -448,7 +794,18 @@ export function toWire(tool) {
         wire.read_only = true;
     if (tool.destructive)
         wire.destructive = true;
+    if (tool.idempotent)
+        wire.idempotent = true;
     return wire;
+}
+function defaultStorage() {
+    try {
+        // Reading it throws where storage is forbidden (sandboxed frames, some privacy modes).
+        return globalThis.sessionStorage ?? null;
+    }
+    catch {
+        return null;
+    }
 }
 function socketUrl(url, sessionId) {
     const base = globalThis.location?.href;

@@ -1,4 +1,7 @@
-export type ClientMessage = HelloMessage | RegisterToolsMessage | UnregisterToolsMessage | UserMessage | StopMessage | ToolResponseMessage | ToolProgressMessage | PingMessage | PongMessage;
+export interface ByeMessage {
+    type: "bye";
+}
+export type ClientMessage = HelloMessage | RegisterToolsMessage | UnregisterToolsMessage | UserMessage | StopMessage | ToolResponseMessage | ToolProgressMessage | PingMessage | PongMessage | ByeMessage;
 export interface CompleteMessage {
     seq?: number;
     type: "complete";
@@ -20,6 +23,7 @@ export interface HelloMessage {
     protocol?: number;
     tools?: Array<Record<string, unknown>>;
     client?: string | null;
+    resume?: ResumeRequest | null;
 }
 export interface Limits {
     max_message_bytes: number;
@@ -30,7 +34,9 @@ export interface Limits {
     human_timeout_ms: number;
     progress_cap_ms: number;
     heartbeat_interval_ms: number;
+    heartbeat_timeout_ms: number;
     max_steps: number;
+    resume_grace_ms: number;
 }
 export interface PingMessage {
     type: "ping";
@@ -41,13 +47,15 @@ export interface PongMessage {
     nonce?: string | null;
 }
 export interface ReadyMessage {
-    seq?: number;
+    seq?: number | null;
     type: "ready";
     session_id: string;
     protocol?: number;
     tools: ToolsReport;
     server_tools?: string[];
     limits: Limits;
+    resume_token?: string | null;
+    resumed?: Resumed | null;
 }
 export interface RegisterToolsMessage {
     type: "register_tools";
@@ -58,13 +66,22 @@ export interface RejectedTool {
     code: string;
     reason: string;
 }
+export interface ResumeRequest {
+    token: string;
+    last_seq?: number;
+}
+export interface Resumed {
+    from_seq: number;
+    pending_calls?: string[];
+    gap?: boolean;
+}
 export interface RunStartedMessage {
     seq?: number;
     type: "run_started";
     run_id: string;
     content: string;
 }
-export type ServerMessage = ReadyMessage | ToolsUpdatedMessage | RunStartedMessage | TokenMessage | ToolRequestMessage | ToolCancelMessage | ToolResultMessage | CompleteMessage | ErrorMessage | ServerPingMessage | ServerPongMessage;
+export type ServerMessage = ReadyMessage | SnapshotMessage | StepRetryMessage | ToolsUpdatedMessage | RunStartedMessage | TokenMessage | ToolRequestMessage | ToolCancelMessage | ToolResultMessage | CompleteMessage | ErrorMessage | ServerPingMessage | ServerPongMessage;
 export interface ServerPingMessage {
     seq?: number;
     type: "ping";
@@ -74,6 +91,40 @@ export interface ServerPongMessage {
     seq?: number;
     type: "pong";
     nonce?: string | null;
+}
+export interface SnapshotCall {
+    id: string;
+    name: string;
+    arguments?: unknown;
+    status?: "ok" | "error" | "invalid_arguments" | "denied" | "timed_out" | "cancelled" | "outcome_unknown" | "pending";
+    result?: unknown;
+    error?: string | null;
+}
+export interface SnapshotMessage {
+    seq?: number | null;
+    type: "snapshot";
+    last_seq: number;
+    turns?: SnapshotTurn[];
+    run?: SnapshotRun | null;
+    pending_calls?: string[];
+}
+export interface SnapshotRun {
+    run_id: string;
+    content?: string;
+}
+export interface SnapshotTurn {
+    role: "user" | "assistant";
+    content: string;
+    run_id?: string | null;
+    tool_calls?: SnapshotCall[];
+}
+export interface StepRetryMessage {
+    seq?: number;
+    type: "step_retry";
+    run_id: string;
+    step: number;
+    attempt: number;
+    reason: string;
 }
 export interface StopMessage {
     type: "stop";
@@ -109,11 +160,12 @@ export interface ToolRequestMessage {
     arguments: Record<string, unknown>;
     timeout_ms: number;
     interactive?: boolean;
+    redelivered?: boolean | null;
 }
 export interface ToolResponseMessage {
     type: "tool_response";
     id: string;
-    status?: "ok" | "error" | "denied";
+    status?: "ok" | "error" | "denied" | "outcome_unknown";
     result?: unknown;
     error?: ToolError | null;
 }
@@ -123,7 +175,7 @@ export interface ToolResultMessage {
     id: string;
     run_id: string;
     name: string;
-    status: "ok" | "error" | "invalid_arguments" | "denied" | "timed_out" | "cancelled";
+    status: "ok" | "error" | "invalid_arguments" | "denied" | "timed_out" | "cancelled" | "outcome_unknown";
     source?: "client" | "server" | "unknown";
     result?: unknown;
     error?: string | null;

@@ -171,6 +171,8 @@ export function fromWire(definition, handler) {
         tool.readOnly = true;
     if (definition.destructive)
         tool.destructive = true;
+    if (definition.idempotent)
+        tool.idempotent = true;
     return tool;
 }
 /** The default confirm: a modal `<dialog>` with the question and two buttons. */

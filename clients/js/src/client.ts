@@ -4,11 +4,15 @@ import type {
   ClientMessage,
   CompleteMessage,
   ErrorMessage,
+  HelloMessage,
   Limits,
   ReadyMessage,
   RejectedTool,
+  Resumed,
   RunStartedMessage,
   ServerMessage,
+  SnapshotMessage,
+  StepRetryMessage,
   TokenMessage,
   ToolCancelMessage,
   ToolRequestMessage,
@@ -33,16 +37,22 @@ export interface WireToolDefinition {
   interactive?: boolean;
   read_only?: boolean;
   destructive?: boolean;
+  idempotent?: boolean;
 }
 
 export interface ToolContext {
-  /** The call id the server correlates the response with. */
+  /** The call id the server correlates the response with; the same on every redelivery. */
   readonly id: string;
   readonly runId: string;
   readonly name: string;
   readonly timeoutMs: number;
   readonly interactive: boolean;
-  /** Aborts when the server cancels the call (`tool_cancel`), or the connection drops. */
+  /**
+   * True when an earlier run of this very call was cut short by a page reload or `close()`;
+   * only read-only and idempotent tools are ever run again.
+   */
+  readonly rerun: boolean;
+  /** Aborts when the server cancels the call (`tool_cancel`), or the client closes for good. */
   readonly signal: AbortSignal;
   /** Tell the server the call is alive; pushes its deadline out, up to the server's cap. */
   reportProgress(progress?: number | null, message?: string | null): void;
@@ -62,8 +72,11 @@ export interface ToolRegistration<A = Record<string, unknown>, R = unknown> {
   outputSchema?: JsonSchema;
   timeoutMs?: number;
   interactive?: boolean;
+  /** The tool changes nothing: safe to run again after a reload cut an earlier run short. */
   readOnly?: boolean;
   destructive?: boolean;
+  /** Running it twice with the same arguments has the effect of running it once. */
+  idempotent?: boolean;
   handler: ToolHandler<A, R>;
 }
 
@@ -112,9 +125,37 @@ export interface BridgeErrorEvent {
   run_id?: string | null;
 }
 
+/** The session carried on over a new connection: `ready.resumed`, and what the client did. */
+export interface ResumedEvent {
+  from_seq: number;
+  pending_calls: string[];
+  /** The server could not replay everything missed; a `snapshot` event follows. */
+  gap: boolean;
+  /** The session was picked up from storage: this page (or client) is not the one that began it. */
+  reload: boolean;
+  /** Call ids whose kept results were sent again. */
+  resent: string[];
+  /** Call ids answered `outcome_unknown`: their handlers started before a reload and never reported. */
+  outcomeUnknown: string[];
+}
+
+/** The server no longer had the session: what the page shows of the conversation is gone. */
+export interface ResetEvent {
+  code: string;
+  message: string;
+}
+
 export interface AgentBridgeEvents {
   status: StatusEvent;
   ready: ReadyMessage;
+  /** After `ready`, when it carried on an existing session. */
+  resumed: ResumedEvent;
+  /** The conversation so far, sent when replay could not cover what was missed (e.g. after a reload). */
+  snapshot: SnapshotMessage;
+  /** The resume found no session: the server started a fresh one under the same id. */
+  reset: ResetEvent;
+  /** The text streamed so far in the run's current step is void; a new attempt's tokens follow. */
+  stepRetry: StepRetryMessage;
   toolsUpdated: ToolsUpdatedMessage;
   /** Tools the server refused, with its validation errors; fired when there are any. */
   rejected: RejectedTool[];
@@ -133,6 +174,7 @@ export interface AgentBridgeEvents {
 export type Listener<T> = (event: T) => void;
 
 export interface ReconnectOptions {
+  /** The wait before the second attempt; the first is immediate. */
   initialDelayMs?: number;
   maxDelayMs?: number;
   factor?: number;
@@ -153,15 +195,36 @@ export interface WebSocketLike {
 
 export type WebSocketFactory = new (url: string) => WebSocketLike;
 
+/** The part of the Web Storage API the client uses (`sessionStorage` fits). */
+export interface StorageLike {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem(key: string): void;
+}
+
 export interface AgentBridgeOptions {
   token?: string;
-  /** Appended to the URL as /ws/agent/{sessionId} unless the URL already names a session. */
+  /**
+   * Appended to the URL as /ws/agent/{sessionId} unless the URL already names a session. Without
+   * one, the id is kept in `storage`, so a reload of the page comes back to the same session.
+   */
   sessionId?: string;
   clientName?: string;
   /** Connect in the constructor (default true); otherwise call `connect()`. */
   autoConnect?: boolean;
   /** `false` turns reconnecting off. */
   reconnect?: ReconnectOptions | false;
+  /**
+   * Where the resume token, the last `seq`, calls in progress and unacknowledged results are kept
+   * so a page reload resumes the session: `sessionStorage` by default, `null` to keep nothing.
+   */
+  storage?: StorageLike | null;
+  /**
+   * What the first connection after a reload asks for: `"snapshot"` (default), the whole
+   * conversation, since the reloaded page has lost what it showed; or `"replay"`, only what
+   * came after the last `seq` the previous page processed (for apps that keep their own view).
+   */
+  afterReload?: "snapshot" | "replay";
   WebSocket?: WebSocketFactory;
   /** For tests: the randomness behind the jitter. */
   random?: () => number;
@@ -174,14 +237,43 @@ const DEFAULT_RECONNECT: Required<ReconnectOptions> = {
   factor: 2,
   jitter: 0.3,
 };
-// Retrying cannot help: the token is wrong, another tab now owns the session, or the server
-// refuses what this client is (bad session id, unsupported protocol).
-const FINAL_CLOSE_CODES = new Set([1008, 4401, 4403, 4409]);
+// Retrying cannot help: the token is wrong or refused, another tab now owns the session, the
+// server refuses what this client is (bad session id, unsupported protocol), or a message of
+// ours is too big and would be sent again.
+const FINAL_CLOSE_CODES = new Set([1008, 1009, 4401, 4403, 4409]);
+// Used until a `ready` has told the real heartbeat: the server's defaults, 20 s + 20 s.
+const DEFAULT_DEAD_LINK_MS = 40_000;
+// How many acknowledged call ids are remembered, so a stray replay of an old request never runs.
+const ACKNOWLEDGED_MEMORY = 1024;
 const SESSION_IN_PATH = /\/ws\/agent\/([^/]+)\/?$/;
+const STORAGE_PREFIX = "agent-bridge:v1";
 
 interface Call {
   controller: AbortController;
   request: ToolRequestMessage;
+  started: number;
+}
+
+/** A call whose handler started in an earlier page (or before `close()`) and never reported. */
+interface Interrupted {
+  name: string;
+  started: number;
+}
+
+interface Kept {
+  name: string;
+  response: ToolResponseMessage;
+  /** The socket it was last written to: enough, since a socket either delivers or closes. */
+  sentOn: WebSocketLike | null;
+}
+
+interface SavedSession {
+  v: 1;
+  sessionId: string;
+  token: string;
+  lastSeq: number;
+  calls: { id: string; name: string; started: number }[];
+  results: { id: string; name: string; response: ToolResponseMessage }[];
 }
 
 export class AgentBridge {
@@ -192,25 +284,50 @@ export class AgentBridge {
   private readonly reconnectOptions: Required<ReconnectOptions> | false;
   private readonly WebSocketImpl: WebSocketFactory;
   private readonly random: () => number;
+  private readonly storage: StorageLike | null;
+  private readonly storageKey: string;
+  /** Where a generated session id is kept; null when the app chose the id. */
+  private readonly sessionPointerKey: string | null;
+  private readonly afterReload: "snapshot" | "replay";
   private readonly tools = new Map<string, ToolRegistration<any, any>>();
   private readonly listeners = new Map<keyof AgentBridgeEvents, Set<Listener<any>>>();
   private readonly calls = new Map<string, Call>();
+  private readonly interrupted = new Map<string, Interrupted>();
+  private readonly results = new Map<string, Kept>();
+  private readonly acknowledged = new Set<string>();
   private readonly outbox: ClientMessage[] = [];
   private readonly rejected = new Map<string, RejectedTool>();
   private socket: WebSocketLike | null = null;
   private timer: ReturnType<typeof setTimeout> | null = null;
+  private watchdog: ReturnType<typeof setTimeout> | null = null;
   private attempt = 0;
   private closedByUser = false;
   private currentStatus: ConnectionStatus = "idle";
   private run: string | null = null;
   private ready: ReadyMessage | null = null;
-  /** Sequence number of the last server message seen. */
+  /** `ready` has arrived on the current socket. */
+  private greeted = false;
+  private resumeToken: string | null = null;
+  private resumeSent = false;
+  private fromStorage = false;
+  private resetError: ResetEvent | null = null;
+  private storageFailed = false;
+  /** Sequence number of the last server message processed. */
   lastSeq = 0;
 
   constructor(url: string, options: AgentBridgeOptions = {}) {
     const found = SESSION_IN_PATH.exec(url.split(/[?#]/)[0] ?? "");
-    this.sessionId = options.sessionId ?? (found ? decodeURIComponent(found[1]!) : newSessionId());
+    this.storage = options.storage === undefined ? defaultStorage() : options.storage;
+    let sessionId = options.sessionId ?? (found ? decodeURIComponent(found[1]!) : null);
+    this.sessionPointerKey = null;
+    if (sessionId === null) {
+      this.sessionPointerKey = `${STORAGE_PREFIX}:session:${socketUrl(url, null)}`;
+      sessionId = this.read(this.sessionPointerKey) ?? newSessionId();
+    }
+    this.sessionId = sessionId;
     this.url = socketUrl(url, found ? null : this.sessionId);
+    this.storageKey = `${STORAGE_PREFIX}:${this.sessionId}:${this.url}`;
+    this.afterReload = options.afterReload ?? "snapshot";
     this.token = options.token;
     this.clientName = options.clientName ?? "agent-bridge-js";
     this.reconnectOptions =
@@ -219,6 +336,7 @@ export class AgentBridge {
     if (!impl) throw new Error("no WebSocket implementation: pass options.WebSocket");
     this.WebSocketImpl = impl;
     this.random = options.random ?? Math.random;
+    this.restore();
     if (options.autoConnect !== false) {
       // Deferred so the page can register tools and listeners first and they go in the hello.
       queueMicrotask(() => {
@@ -253,6 +371,16 @@ export class AgentBridge {
 
   get toolNames(): string[] {
     return [...this.tools.keys()];
+  }
+
+  /** Whether a dropped connection can carry on the session (the server gave a resume token). */
+  get resumable(): boolean {
+    return this.resumeToken !== null;
+  }
+
+  /** Ids of calls whose results the server has not acknowledged yet. */
+  get unacknowledged(): string[] {
+    return [...this.results.keys()];
   }
 
   // Events ----------------------------------------------------------------------------------
@@ -343,21 +471,31 @@ export class AgentBridge {
       return;
     }
     this.socket = socket;
+    this.greeted = false;
     socket.onopen = () => {
-      this.transmit({
+      const hello: HelloMessage = {
         type: "hello",
         protocol: PROTOCOL_VERSION,
         tools: this.definitions() as unknown as Record<string, unknown>[],
         client: this.clientName,
-      });
+      };
+      this.resumeSent = this.resumeToken !== null;
+      if (this.resumeToken !== null) hello.resume = { token: this.resumeToken, last_seq: this.lastSeq };
+      this.resetError = null;
+      this.transmit(hello);
     };
     socket.onmessage = (event) => this.receive(socket, event.data);
     socket.onclose = (event) => this.onClosed(socket, event.code, event.reason);
     // `error` is always followed by `close`, which carries what there is to know.
     socket.onerror = () => undefined;
+    // A handshake that never completes is a dead link too.
+    this.armWatchdog();
   }
 
-  /** Close for good: no reconnect until `connect()` is called again. */
+  /**
+   * Close for good: no reconnect until `connect()` is called again. The server holds the session
+   * for a while, so `connect()` (or a new page) can still resume it; `bye()` ends it.
+   */
   close(code = 1000, reason = "client closed"): void {
     this.closedByUser = true;
     if (this.timer !== null) {
@@ -371,6 +509,19 @@ export class AgentBridge {
     } else {
       this.setStatus({ status: "closed", attempt: this.attempt, code, reason });
     }
+  }
+
+  /** Leave for good: the server ends the session at once, and nothing is kept for a resume. */
+  bye(): void {
+    if (this.greeted) this.transmit({ type: "bye" });
+    for (const id of [...this.calls.keys()]) this.cancelCall(id, "bye");
+    this.interrupted.clear();
+    this.results.clear();
+    this.resumeToken = null;
+    this.lastSeq = 0;
+    this.remove(this.storageKey);
+    if (this.sessionPointerKey !== null) this.remove(this.sessionPointerKey);
+    this.close(1000, "bye");
   }
 
   // Runs ------------------------------------------------------------------------------------
@@ -406,6 +557,8 @@ export class AgentBridge {
 
   private receive(socket: WebSocketLike, data: unknown): void {
     if (socket !== this.socket) return;
+    // Any frame at all proves the link alive; the server pings often enough to keep it so.
+    this.armWatchdog();
     let message: ServerMessage;
     try {
       message = JSON.parse(String(data)) as ServerMessage;
@@ -413,13 +566,27 @@ export class AgentBridge {
       this.emit("error", { code: "client_invalid_frame", message: `unreadable frame: ${describe(error)}` });
       return;
     }
-    if (typeof message.seq === "number") this.lastSeq = message.seq;
+    // `ready` and `snapshot` head a connection and carry no seq of their own; what comes before
+    // `ready` (a refusal) is about this connection, not the session's stream.
+    const header = message.type === "ready" || message.type === "snapshot";
+    if (!header && this.greeted && typeof message.seq === "number") {
+      if (message.seq <= this.lastSeq) return;
+      this.lastSeq = message.seq;
+    }
     switch (message.type) {
       case "ping":
         this.transmit({ type: "pong", nonce: message.nonce ?? null });
         break;
       case "ready":
         this.onReady(message);
+        break;
+      case "snapshot":
+        this.lastSeq = message.last_seq;
+        this.run = message.run?.run_id ?? null;
+        this.emit("snapshot", message);
+        break;
+      case "step_retry":
+        this.emit("stepRetry", message);
         break;
       case "tools_updated":
         this.noteRejections(message.tools, false);
@@ -437,9 +604,11 @@ export class AgentBridge {
         break;
       case "tool_cancel":
         this.cancelCall(message.id, message.reason);
+        this.settled(message.id);
         this.emit("toolCancel", message);
         break;
       case "tool_result":
+        this.settled(message.id);
         this.emit("toolResult", message);
         break;
       case "complete":
@@ -447,7 +616,7 @@ export class AgentBridge {
         this.emit("runComplete", message);
         break;
       case "error":
-        this.emit("error", message as ErrorMessage);
+        this.onError(message as ErrorMessage);
         break;
       case "pong":
         break;
@@ -455,17 +624,106 @@ export class AgentBridge {
         // A newer server may add messages; they still reach `message` listeners.
         break;
     }
+    this.save();
     this.emit("message", message);
   }
 
+  private onError(message: ErrorMessage): void {
+    if (message.code === "session_expired") {
+      this.resetError = { code: message.code, message: message.message };
+    } else if (message.code === "resume_denied") {
+      // The token is not this session's: nothing of it can be resumed, from here or a reload.
+      this.forgetSession();
+    }
+    this.emit("error", message);
+  }
+
   private onReady(message: ReadyMessage): void {
+    const resumed = message.resumed ?? null;
+    const reset = this.resumeSent && resumed === null;
+    this.greeted = true;
     this.ready = message;
     this.attempt = 0;
+    if (resumed === null) {
+      // A fresh session's stream numbers start again.
+      this.lastSeq = 0;
+      this.dropSessionState(reset ? "session reset" : "disconnected");
+    }
+    // A resumed session may not repeat its token; a fresh one without a token cannot be resumed.
+    this.resumeToken = message.resume_token ?? (resumed !== null ? this.resumeToken : null);
+    const reload = this.fromStorage;
+    this.fromStorage = false;
     this.noteRejections(message.tools, true);
     this.setStatus({ status: "open", attempt: 0 });
     this.emit("ready", message);
+    if (resumed !== null) this.onResumed(resumed, reload);
+    if (reset) {
+      this.emit("reset", this.resetError ?? { code: "session_expired", message: "the server no longer had the session" });
+    }
+    this.save();
     const queued = this.outbox.splice(0);
     for (const item of queued) this.transmit(item);
+  }
+
+  private onResumed(resumed: Resumed, reload: boolean): void {
+    const pending = new Set(resumed.pending_calls ?? []);
+    const resent: string[] = [];
+    const outcomeUnknown: string[] = [];
+    for (const [id, kept] of [...this.results]) {
+      if (!pending.has(id)) {
+        // The server has it: no longer waiting means the answer arrived (or the call ended).
+        this.settled(id);
+      } else if (this.transmit(kept.response)) {
+        kept.sentOn = this.socket;
+        resent.push(id);
+      }
+    }
+    for (const [id, call] of [...this.interrupted]) {
+      if (!pending.has(id)) {
+        this.interrupted.delete(id);
+      } else if (!this.mayRunAgain(call.name)) {
+        // Its handler may or may not have taken effect; running it again could do it twice.
+        this.interrupted.delete(id);
+        this.keep(id, call.name, outcomeUnknownResponse(id));
+        outcomeUnknown.push(id);
+      }
+      // One that may run again waits for its request, redelivered with the arguments.
+    }
+    for (const [id] of [...this.calls]) {
+      // Timed out or cancelled while the link was down; its answer would be dropped.
+      if (!pending.has(id)) this.cancelCall(id, "ended while disconnected");
+    }
+    this.emit("resumed", {
+      from_seq: resumed.from_seq,
+      pending_calls: [...pending],
+      gap: resumed.gap ?? false,
+      reload,
+      resent,
+      outcomeUnknown,
+    });
+  }
+
+  /** The session this client knew is gone (or was never resumable): nothing of it is owed. */
+  private dropSessionState(reason: string): void {
+    for (const id of [...this.calls.keys()]) this.cancelCall(id, reason);
+    this.interrupted.clear();
+    this.results.clear();
+    this.acknowledged.clear();
+    this.endRun();
+  }
+
+  private forgetSession(): void {
+    this.resumeToken = null;
+    this.interrupted.clear();
+    this.results.clear();
+    this.remove(this.storageKey);
+  }
+
+  private endRun(): void {
+    if (this.run === null) return;
+    const runId = this.run;
+    this.run = null;
+    this.emit("runComplete", { type: "complete", run_id: runId, reason: "disconnected", steps: 0 });
   }
 
   private noteRejections(report: ToolsReport, replace: boolean): void {
@@ -481,15 +739,25 @@ export class AgentBridge {
       socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
     }
     this.socket = null;
-    // The server has already ended these calls; whatever the handlers produce now has nowhere
-    // to go, so they are told to stop.
-    for (const id of [...this.calls.keys()]) this.cancelCall(id, "disconnected");
-    if (this.run !== null) {
-      const runId = this.run;
-      this.run = null;
-      this.emit("runComplete", { type: "complete", run_id: runId, reason: "disconnected", steps: 0 });
+    this.greeted = false;
+    this.clearWatchdog();
+    const final = this.closedByUser || this.reconnectOptions === false || FINAL_CLOSE_CODES.has(code);
+    if (this.resumeToken === null) {
+      // The server ends a session it cannot resume with its connection: these calls are over.
+      for (const id of [...this.calls.keys()]) this.cancelCall(id, "disconnected");
+      this.endRun();
+    } else if (final) {
+      // The server holds the session and its calls for a while, so a later connect() or a new page
+      // may resume it; handlers stopped halfway are remembered as such, never silently re-run.
+      for (const [id, call] of [...this.calls]) {
+        this.cancelCall(id, "disconnected");
+        this.interrupted.set(id, { name: call.request.name, started: call.started });
+      }
+      this.endRun();
     }
-    if (this.closedByUser || this.reconnectOptions === false || FINAL_CLOSE_CODES.has(code)) {
+    // Otherwise the run and the calls go on at the server; handlers finish and their results wait.
+    this.save();
+    if (final) {
       if (this.timer !== null) clearTimeout(this.timer);
       this.timer = null;
       this.setStatus({ status: "closed", attempt: this.attempt, code, reason });
@@ -505,9 +773,40 @@ export class AgentBridge {
   }
 
   private backoff(attempt: number): number {
+    // A single drop is usually a blip (a hand-over, a proxy restart): try again at once.
+    if (attempt === 0) return 0;
     const options = this.reconnectOptions as Required<ReconnectOptions>;
-    const base = Math.min(options.maxDelayMs, options.initialDelayMs * options.factor ** attempt);
+    const base = Math.min(options.maxDelayMs, options.initialDelayMs * options.factor ** (attempt - 1));
     return Math.round(base * (1 - options.jitter * this.random()));
+  }
+
+  private armWatchdog(): void {
+    this.clearWatchdog();
+    const limits = this.ready?.limits;
+    const ms = limits
+      ? limits.heartbeat_interval_ms + (limits.heartbeat_timeout_ms ?? limits.heartbeat_interval_ms)
+      : DEFAULT_DEAD_LINK_MS;
+    const socket = this.socket;
+    this.watchdog = setTimeout(() => this.onDeadLink(socket, ms), ms);
+    // Outside a browser, the watchdog alone must not keep a process alive.
+    (this.watchdog as { unref?: () => void }).unref?.();
+  }
+
+  private clearWatchdog(): void {
+    if (this.watchdog !== null) clearTimeout(this.watchdog);
+    this.watchdog = null;
+  }
+
+  private onDeadLink(socket: WebSocketLike | null, ms: number): void {
+    this.watchdog = null;
+    if (socket === null || socket !== this.socket) return;
+    // A half-open link never delivers its close either, so the client leaves it without waiting.
+    try {
+      socket.close(4000, "dead link");
+    } catch {
+      // Closing a socket that never opened may throw; it is being abandoned either way.
+    }
+    this.onClosed(socket, 1006, `no frame from the server for ${ms} ms`);
   }
 
   private cancelCall(id: string, reason: string): void {
@@ -517,21 +816,63 @@ export class AgentBridge {
     call.controller.abort(new DOMException(`tool call cancelled: ${reason}`, "AbortError"));
   }
 
+  /** The server has the call's outcome: the kept result, if any, is no longer needed. */
+  private settled(id: string): void {
+    this.results.delete(id);
+    this.interrupted.delete(id);
+    this.acknowledged.add(id);
+    if (this.acknowledged.size > ACKNOWLEDGED_MEMORY) {
+      this.acknowledged.delete(this.acknowledged.values().next().value as string);
+    }
+  }
+
+  /** Keep a result until acknowledged, and send it now when the connection is ready. */
+  private keep(id: string, name: string, response: ToolResponseMessage): void {
+    const kept: Kept = { name, response, sentOn: null };
+    this.results.set(id, kept);
+    // Stored before it is sent: a reload right after the send must still be able to resend it.
+    this.save();
+    if (this.greeted && this.transmit(response)) kept.sentOn = this.socket;
+  }
+
+  private mayRunAgain(name: string): boolean {
+    const tool = this.tools.get(name);
+    return Boolean(tool && (tool.readOnly || tool.idempotent));
+  }
+
   private async answer(request: ToolRequestMessage): Promise<void> {
+    const id = request.id;
     // The same id again is a redelivery of a call that is already being answered.
-    if (this.calls.has(request.id)) return;
+    if (this.calls.has(id)) return;
+    const kept = this.results.get(id);
+    if (kept) {
+      if (kept.sentOn !== this.socket && this.transmit(kept.response)) kept.sentOn = this.socket;
+      return;
+    }
+    if (this.acknowledged.has(id)) return;
+    const interrupted = this.interrupted.get(id);
+    if (interrupted) {
+      this.interrupted.delete(id);
+      if (!this.mayRunAgain(request.name)) {
+        this.keep(id, request.name, outcomeUnknownResponse(id));
+        return;
+      }
+    }
     const controller = new AbortController();
-    this.calls.set(request.id, { controller, request });
+    this.calls.set(id, { controller, request, started: Date.now() });
+    // On record before the handler can have any effect, so a reload knows it began.
+    this.save();
     this.emit("toolRequest", request);
     const signal = controller.signal;
     const context: ToolContext = {
-      id: request.id,
+      id,
       runId: request.run_id,
       name: request.name,
       timeoutMs: request.timeout_ms,
       interactive: request.interactive ?? false,
+      rerun: interrupted !== undefined,
       signal,
-      reportProgress: (progress, message) => this.progress(request.id, signal, progress, message),
+      reportProgress: (progress, message) => this.progress(id, signal, progress, message),
       deny: (message) => {
         throw new ToolDenied(message);
       },
@@ -543,18 +884,19 @@ export class AgentBridge {
         throw new ToolCallError(`this page has no tool named ${request.name}`, "unknown_tool");
       }
       const value: unknown = await tool.handler(request.arguments ?? {}, context);
-      response = { type: "tool_response", id: request.id, status: "ok", result: value ?? null };
+      response = { type: "tool_response", id, status: "ok", result: value ?? null };
     } catch (error) {
-      response = failure(request.id, error);
+      response = failure(id, error);
     }
-    if (signal.aborted || this.calls.get(request.id)?.controller !== controller) return;
-    this.calls.delete(request.id);
+    if (signal.aborted || this.calls.get(id)?.controller !== controller) return;
+    this.calls.delete(id);
     try {
-      this.transmit(response);
+      JSON.stringify(response);
     } catch (error) {
       // Most likely a result JSON cannot encode (a cycle, a BigInt): the server still needs an answer.
-      this.transmit(failure(request.id, new ToolCallError(`result is not JSON: ${describe(error)}`, "unserializable_result")));
+      response = failure(id, new ToolCallError(`result is not JSON: ${describe(error)}`, "unserializable_result"));
     }
+    this.keep(id, request.name, response);
   }
 
   private progress(
@@ -572,6 +914,88 @@ export class AgentBridge {
     this.transmit({ type: "tool_progress", ...event });
     this.emit("toolProgress", event);
   }
+
+  // Storage ---------------------------------------------------------------------------------
+
+  private restore(): void {
+    const text = this.read(this.storageKey);
+    if (text === null) return;
+    let saved: SavedSession;
+    try {
+      saved = JSON.parse(text) as SavedSession;
+    } catch {
+      this.remove(this.storageKey);
+      return;
+    }
+    if (saved?.v !== 1 || saved.sessionId !== this.sessionId || typeof saved.token !== "string") return;
+    this.resumeToken = saved.token;
+    this.fromStorage = true;
+    // Replay only helps a page that kept what it showed; otherwise the server sends it all again.
+    if (this.afterReload === "replay" && Number.isInteger(saved.lastSeq)) this.lastSeq = saved.lastSeq;
+    for (const call of saved.calls ?? []) {
+      this.interrupted.set(call.id, { name: call.name, started: call.started });
+    }
+    for (const result of saved.results ?? []) {
+      this.results.set(result.id, { name: result.name, response: result.response, sentOn: null });
+    }
+  }
+
+  private save(): void {
+    if (this.storage === null) return;
+    if (this.resumeToken === null) {
+      this.remove(this.storageKey);
+      return;
+    }
+    const calls = [...this.calls].map(([id, call]) => ({ id, name: call.request.name, started: call.started }));
+    for (const [id, call] of this.interrupted) calls.push({ id, name: call.name, started: call.started });
+    const saved: SavedSession = {
+      v: 1,
+      sessionId: this.sessionId,
+      token: this.resumeToken,
+      lastSeq: this.lastSeq,
+      calls,
+      results: [...this.results].map(([id, kept]) => ({ id, name: kept.name, response: kept.response })),
+    };
+    this.write(this.storageKey, JSON.stringify(saved));
+    if (this.sessionPointerKey !== null) this.write(this.sessionPointerKey, this.sessionId);
+  }
+
+  private read(key: string): string | null {
+    try {
+      return this.storage?.getItem(key) ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  private write(key: string, value: string): void {
+    try {
+      this.storage?.setItem(key, value);
+    } catch (error) {
+      // Full or forbidden: the session still works, it just cannot survive a reload.
+      if (!this.storageFailed) {
+        this.storageFailed = true;
+        this.emit("error", { code: "client_storage_failed", message: describe(error) });
+      }
+    }
+  }
+
+  private remove(key: string): void {
+    try {
+      this.storage?.removeItem(key);
+    } catch {
+      // Nothing to do: what could not be removed will fail to resume and be replaced.
+    }
+  }
+}
+
+function outcomeUnknownResponse(id: string): ToolResponseMessage {
+  return {
+    type: "tool_response",
+    id,
+    status: "outcome_unknown",
+    error: { message: "the page was reloaded while the tool ran; whether it took effect is unknown" },
+  };
 }
 
 function failure(id: string, error: unknown): ToolResponseMessage {
@@ -609,7 +1033,17 @@ export function toWire(tool: ToolRegistration<any, any>): WireToolDefinition {
   if (tool.interactive) wire.interactive = true;
   if (tool.readOnly) wire.read_only = true;
   if (tool.destructive) wire.destructive = true;
+  if (tool.idempotent) wire.idempotent = true;
   return wire;
+}
+
+function defaultStorage(): StorageLike | null {
+  try {
+    // Reading it throws where storage is forbidden (sandboxed frames, some privacy modes).
+    return (globalThis as { sessionStorage?: StorageLike }).sessionStorage ?? null;
+  } catch {
+    return null;
+  }
 }
 
 function socketUrl(url: string, sessionId: string | null): string {

@@ -204,6 +204,7 @@ export function fromWire(definition: WireToolDefinition, handler: ToolHandler<an
   if (definition.interactive) tool.interactive = true;
   if (definition.read_only) tool.readOnly = true;
   if (definition.destructive) tool.destructive = true;
+  if (definition.idempotent) tool.idempotent = true;
   return tool;
 }
 

@@ -14,7 +14,11 @@ const echo = {
   handler: async ({ text }) => ({ text }),
 };
 
+// Every server message has its own seq, and the client drops one it has already seen.
+let nextSeq = 5;
+
 function connected(options = {}, tools = [echo]) {
+  nextSeq = 5;
   const fake = fakeSockets();
   const bridge = new AgentBridge("ws://127.0.0.1:9/", {
     sessionId: "s1",
@@ -34,7 +38,7 @@ function connected(options = {}, tools = [echo]) {
 }
 
 function request(id, name = "echo", args = { text: "hi" }, extra = {}) {
-  return { type: "tool_request", seq: 5, id, run_id: "r1", name, arguments: args, timeout_ms: 5000, ...extra };
+  return { type: "tool_request", seq: nextSeq++, id, run_id: "r1", name, arguments: args, timeout_ms: 5000, ...extra };
 }
 
 describe("connecting", () => {
@@ -331,20 +335,23 @@ describe("reconnecting", () => {
   beforeEach(() => mock.timers.enable({ apis: ["setTimeout"] }));
   afterEach(() => mock.timers.reset());
 
-  it("reconnects with growing delays, says hello again and resets after ready", () => {
+  it("retries at once, then with growing delays, says hello again and resets after ready", () => {
     const { bridge, fake, statuses } = connected();
     fake.last().drop(1006);
-    assert.deepEqual(statuses.at(-1), { status: "reconnecting", attempt: 1, delayMs: 250, code: 1006, reason: "" });
+    assert.deepEqual(statuses.at(-1), { status: "reconnecting", attempt: 1, delayMs: 0, code: 1006, reason: "" });
     assert.equal(fake.sockets.length, 1);
-    mock.timers.tick(249);
-    assert.equal(fake.sockets.length, 1);
-    mock.timers.tick(1);
+    mock.timers.tick(0);
     assert.equal(fake.sockets.length, 2);
-    // The server is still down: the next wait is longer.
+    // The server is still down: each wait is longer than the last.
+    fake.last().drop(1006);
+    assert.equal(statuses.at(-1).delayMs, 250);
+    mock.timers.tick(249);
+    assert.equal(fake.sockets.length, 2);
+    mock.timers.tick(1);
+    assert.equal(fake.sockets.length, 3);
     fake.last().drop(1006);
     assert.equal(statuses.at(-1).delayMs, 500);
     mock.timers.tick(500);
-    assert.equal(fake.sockets.length, 3);
     fake.last().drop(1006);
     assert.equal(statuses.at(-1).delayMs, 1000);
     mock.timers.tick(1000);
@@ -354,7 +361,7 @@ describe("reconnecting", () => {
     socket.deliver(ready(["echo"]));
     assert.equal(bridge.status, "open");
     socket.drop(1011);
-    assert.equal(statuses.at(-1).delayMs, 250);
+    assert.equal(statuses.at(-1).delayMs, 0);
   });
 
   it("caps the delay and applies jitter", () => {
@@ -363,11 +370,13 @@ describe("reconnecting", () => {
       random: () => 1,
     });
     fake.last().drop(1006);
+    mock.timers.tick(0);
+    fake.last().drop(1006);
     mock.timers.tick(50);
     fake.last().drop(1006);
     mock.timers.tick(150);
     fake.last().drop(1006);
-    assert.deepEqual(statuses.filter((s) => s.status === "reconnecting" && s.delayMs !== undefined).map((s) => s.delayMs), [50, 150, 150]);
+    assert.deepEqual(statuses.filter((s) => s.status === "reconnecting" && s.delayMs !== undefined).map((s) => s.delayMs), [0, 50, 150, 150]);
   });
 
   it("aborts calls in flight and ends the run as disconnected when the socket drops", async () => {
@@ -385,7 +394,7 @@ describe("reconnecting", () => {
     assert.equal(bridge.runId, null);
   });
 
-  for (const code of [4401, 4409, 1008]) {
+  for (const code of [4401, 4403, 4409, 1008, 1009]) {
     it(`does not reconnect after close code ${code}`, () => {
       const { bridge, fake } = connected();
       fake.last().drop(code, "no");
@@ -419,7 +428,7 @@ describe("reconnecting", () => {
     const { bridge, fake } = connected();
     const old = fake.last();
     old.drop(1006);
-    mock.timers.tick(250);
+    mock.timers.tick(0);
     const tokens = [];
     bridge.on("token", (e) => tokens.push(e));
     old.deliver({ type: "token", seq: 9, run_id: "r", content: "stale" });

@@ -54,7 +54,9 @@ export const LIMITS = {
   human_timeout_ms: 600000,
   progress_cap_ms: 600000,
   heartbeat_interval_ms: 20000,
+  heartbeat_timeout_ms: 20000,
   max_steps: 8,
+  resume_grace_ms: 60000,
 };
 
 export function ready(accepted, rejected = [], seq = 1) {
@@ -67,6 +69,38 @@ export function ready(accepted, rejected = [], seq = 1) {
     server_tools: [],
     limits: LIMITS,
   };
+}
+
+/** A `ready` from a server that can resume: a token, and `resumed` when it carried a session on. */
+export function resumableReady(accepted, { token = "tok-1", resumed } = {}) {
+  const message = { ...ready(accepted), resume_token: token };
+  delete message.seq;
+  if (resumed) message.resumed = { gap: false, pending_calls: [], ...resumed };
+  return message;
+}
+
+/** sessionStorage as far as the client uses it, and survives a "reload" by being shared. */
+export class FakeStorage {
+  constructor() {
+    this.items = new Map();
+  }
+
+  getItem(key) {
+    return this.items.has(key) ? this.items.get(key) : null;
+  }
+
+  setItem(key, value) {
+    this.items.set(key, String(value));
+  }
+
+  removeItem(key) {
+    this.items.delete(key);
+  }
+
+  json() {
+    const entries = [...this.items].filter(([key]) => !key.includes(":session:"));
+    return entries.length === 1 ? JSON.parse(entries[0][1]) : null;
+  }
 }
 
 /** Resolves once every queued microtask and already-settled promise has run. */
