@@ -8,12 +8,12 @@ hard cap counted from when the request was sent.
 
 from __future__ import annotations
 
-import itertools
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "CallState",
@@ -32,6 +32,8 @@ class TerminalStatus(StrEnum):
     DENIED = "denied"
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
+    # The client cannot tell whether the tool took effect (its page reloaded mid-call).
+    OUTCOME_UNKNOWN = "outcome_unknown"
 
 
 class CallState(StrEnum):
@@ -60,41 +62,48 @@ class PendingCall:
     deadline: float
     hard_deadline: float
     interactive: bool
+    # Kept so the request can be sent again, identical, to a client that resumes.
+    arguments: dict[str, Any] = field(default_factory=dict)
+    request_seq: int = 0
     state: CallState = CallState.PENDING
     last_progress: float | None = None
     progress_message: str | None = None
+
+    @property
+    def timeout_ms(self) -> int:
+        return round(self.timeout_s * 1000)
 
 
 Clock = Callable[[], float]
 
 
-def _random_ids() -> Callable[[], str]:
-    prefix = secrets.token_hex(4)
-    counter = itertools.count(1)
-    return lambda: f"call_{prefix}_{next(counter)}"
-
-
 class CallTable:
-    """Tracks every client tool call of one session from request to terminal state."""
+    """Tracks every client tool call of one session from request to terminal state.
+
+    The clock is injected; the server gives it the wall clock, so deadlines stay meaningful in
+    a stored record read back by another process.
+    """
 
     def __init__(
         self,
         clock: Clock,
         *,
         progress_cap_s: float,
-        new_id: Callable[[], str] | None = None,
+        id_prefix: str | None = None,
         remember: int = 1024,
     ) -> None:
         self._clock = clock
         self._progress_cap_s = progress_cap_s
-        self._new_id = new_id or _random_ids()
+        self._prefix = id_prefix or secrets.token_hex(4)
+        self._counter = 0
         self._pending: dict[str, PendingCall] = {}
         # Finished ids are remembered (bounded) to tell a duplicate or late answer from a stray one.
         self._finished: OrderedDict[str, CallState] = OrderedDict()
         self._remember = remember
 
     def new_id(self) -> str:
-        return self._new_id()
+        self._counter += 1
+        return f"call_{self._prefix}_{self._counter}"
 
     def open(
         self,
@@ -104,8 +113,9 @@ class CallTable:
         run_id: str,
         timeout_s: float,
         interactive: bool = False,
+        arguments: dict[str, Any] | None = None,
     ) -> PendingCall:
-        """Arm a call at the moment its request is sent."""
+        """Arm a call at the moment its request is queued for the client."""
         if call_id in self._pending or call_id in self._finished:
             raise ValueError(f"call id {call_id!r} is already in use")
         now = self._clock()
@@ -119,6 +129,7 @@ class CallTable:
             deadline=now + timeout_s,
             hard_deadline=now + cap,
             interactive=interactive,
+            arguments=dict(arguments or {}),
         )
         self._pending[call_id] = call
         return call
@@ -131,6 +142,13 @@ class CallTable:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    def not_seen_after(self, after_seq: int | None) -> list[PendingCall]:
+        """Pending calls whose request a client resuming after `after_seq` will not be replayed
+        (all of them when it gets a snapshot instead, `after_seq` None)."""
+        return [
+            c for c in self._pending.values() if after_seq is None or c.request_seq <= after_seq
+        ]
 
     def classify(self, call_id: str) -> Delivery:
         if call_id in self._pending:
@@ -192,9 +210,35 @@ class CallTable:
             self._finished.popitem(last=False)
         return call
 
+    # Record ---------------------------------------------------------------------------------
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "prefix": self._prefix,
+            "counter": self._counter,
+            "pending": [asdict(call) for call in self._pending.values()],
+            "finished": [[call_id, state.value] for call_id, state in self._finished.items()],
+        }
+
+    @classmethod
+    def load(cls, data: Mapping[str, Any], clock: Clock, *, progress_cap_s: float) -> CallTable:
+        table = cls(clock, progress_cap_s=progress_cap_s, id_prefix=data["prefix"])
+        table._counter = data["counter"]
+        for item in data["pending"]:
+            call = PendingCall(**{**item, "state": CallState(item["state"])})
+            table._pending[call.id] = call
+        for call_id, state in data["finished"]:
+            table._finished[call_id] = CallState(state)
+        return table
+
+
+_RESPONSE_STATUS = {
+    "ok": TerminalStatus.OK,
+    "denied": TerminalStatus.DENIED,
+    "outcome_unknown": TerminalStatus.OUTCOME_UNKNOWN,
+}
+
 
 def terminal_for_response(status: str) -> TerminalStatus:
     """Map a client's `tool_response.status` to the terminal status of the call."""
-    return {"ok": TerminalStatus.OK, "denied": TerminalStatus.DENIED}.get(
-        status, TerminalStatus.ERROR
-    )
+    return _RESPONSE_STATUS.get(status, TerminalStatus.ERROR)

@@ -1,10 +1,14 @@
 """The conversation in a provider-neutral shape, with the invariant every provider needs:
-each tool call the model made is followed by exactly one terminal result."""
+each tool call the model made is followed by exactly one terminal result.
+
+Turns are plain records: a tool result keeps only the JSON text the model reads, so a session's
+conversation is cheap to keep, to store and to collect, and `dump`/`load` round-trip exactly.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +21,9 @@ __all__ = [
     "ToolResult",
     "Turn",
     "UserTurn",
+    "dump_turns",
+    "load_turns",
+    "make_result",
     "result_text",
 ]
 
@@ -24,21 +31,28 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class UserTurn:
     content: str
+    run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
-    """A call as the model emitted it; `arguments` is the raw JSON text, possibly broken."""
+    """A call as the model emitted it; `arguments` is the raw JSON text, possibly broken.
+
+    `id` is the model's own id; `wire_id` is the bridge's id for the call, the one the client
+    sees in `tool_request` and `tool_result`, and the key of everything kept across reconnects.
+    """
 
     id: str
     name: str
     arguments: str
+    wire_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class AssistantTurn:
     content: str
     tool_calls: tuple[ToolCall, ...] = ()
+    run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +61,26 @@ class ToolResult:
     name: str
     status: TerminalStatus
     content: str
-    data: Any = None
+    # True when `content` is the JSON text of an `ok` result that was not a plain string.
+    is_json: bool = False
+
+    @property
+    def data(self) -> Any:
+        """The `ok` result as the tool returned it (None for every other status)."""
+        if self.status is not TerminalStatus.OK:
+            return None
+        return json.loads(self.content) if self.is_json else self.content
 
 
 Turn = UserTurn | AssistantTurn | ToolResult
+
+
+def make_result(
+    call: ToolCall, status: TerminalStatus, *, data: Any = None, detail: str | None = None
+) -> ToolResult:
+    text = result_text(status, data, detail)
+    is_json = status is TerminalStatus.OK and not isinstance(data, str)
+    return ToolResult(call.id, call.name, status, text, is_json)
 
 
 def result_text(status: TerminalStatus, data: Any = None, detail: str | None = None) -> str:
@@ -63,6 +93,10 @@ def result_text(status: TerminalStatus, data: Any = None, detail: str | None = N
         TerminalStatus.DENIED: "The user denied this tool call",
         TerminalStatus.TIMED_OUT: "The tool did not answer in time",
         TerminalStatus.CANCELLED: "The call was cancelled before the tool answered",
+        TerminalStatus.OUTCOME_UNKNOWN: (
+            "The tool may or may not have taken effect: the user's app lost track of it while "
+            "it ran. Check whether it took effect before calling it again"
+        ),
     }
     text = f"[{status.value}] {sentences[status]}"
     if detail:
@@ -102,3 +136,55 @@ class Conversation:
             for call in turn.tool_calls
             if len(results.get(call.id, ())) != 1
         ]
+
+
+def dump_turns(turns: Iterable[Turn]) -> list[dict[str, Any]]:
+    """The turns as plain JSON-able data, one tagged object each."""
+    out: list[dict[str, Any]] = []
+    for turn in turns:
+        if isinstance(turn, UserTurn):
+            out.append({"kind": "user", "content": turn.content, "run_id": turn.run_id})
+        elif isinstance(turn, AssistantTurn):
+            calls = [[c.id, c.name, c.arguments, c.wire_id] for c in turn.tool_calls]
+            out.append(
+                {
+                    "kind": "assistant",
+                    "content": turn.content,
+                    "calls": calls,
+                    "run_id": turn.run_id,
+                }
+            )
+        else:
+            out.append(
+                {
+                    "kind": "result",
+                    "call_id": turn.call_id,
+                    "name": turn.name,
+                    "status": turn.status.value,
+                    "content": turn.content,
+                    "is_json": turn.is_json,
+                }
+            )
+    return out
+
+
+def load_turns(data: Iterable[Mapping[str, Any]]) -> list[Turn]:
+    turns: list[Turn] = []
+    for item in data:
+        kind = item["kind"]
+        if kind == "user":
+            turns.append(UserTurn(item["content"], item.get("run_id", "")))
+        elif kind == "assistant":
+            calls = tuple(ToolCall(*call) for call in item["calls"])
+            turns.append(AssistantTurn(item["content"], calls, item.get("run_id", "")))
+        else:
+            turns.append(
+                ToolResult(
+                    item["call_id"],
+                    item["name"],
+                    TerminalStatus(item["status"]),
+                    item["content"],
+                    item["is_json"],
+                )
+            )
+    return turns

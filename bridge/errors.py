@@ -1,4 +1,16 @@
-"""One exception tree for the bridge, with its mapping to wire error codes and close codes."""
+"""One exception tree for the bridge, with its mapping to wire error codes and close codes.
+
+BridgeError                 base; `code` is the wire error code
+├── ProtocolError           a client message the server cannot act on: `error`, the
+│                           connection stays open
+├── ToolDefinitionError     a tool definition refused at registration: listed in
+│                           `rejected`, the other definitions still register
+├── ModelError              the model could not answer: `error` with a `model_*` code, the
+│                           run ends `error`, the session lives on
+└── ConnectionRefused       the connection must close with `close_code` (a broken limit,
+                            a refused protocol version, a refused resume), after an
+                            optional `error` message
+"""
 
 from __future__ import annotations
 
@@ -7,11 +19,10 @@ from enum import IntEnum, StrEnum
 __all__ = [
     "BridgeError",
     "CloseCode",
+    "ConnectionRefused",
     "ErrorCode",
-    "LimitExceeded",
     "ProtocolError",
     "ToolDefinitionError",
-    "ToolError",
 ]
 
 
@@ -34,6 +45,8 @@ class ErrorCode(StrEnum):
     NETWORK_REF = "network_ref"
     NO_ACTIVE_RUN = "no_active_run"
     QUEUE_FULL = "queue_full"
+    RESUME_DENIED = "resume_denied"
+    SESSION_EXPIRED = "session_expired"
     MODEL_ERROR = "model_error"
     MODEL_AUTH = "model_auth"
     MODEL_PERMISSION = "model_permission"
@@ -42,6 +55,9 @@ class ErrorCode(StrEnum):
     MODEL_TIMEOUT = "model_timeout"
     MODEL_CONNECTION = "model_connection"
     MODEL_BAD_REQUEST = "model_bad_request"
+    MODEL_TRUNCATED = "model_truncated"
+    MODEL_BAD_RESPONSE = "model_bad_response"
+    MODEL_INCOMPLETE = "model_incomplete"
     INTERNAL = "internal_error"
 
 
@@ -84,17 +100,14 @@ class ToolDefinitionError(BridgeError):
     code = ErrorCode.INVALID_TOOL
 
 
-class ToolError(BridgeError):
-    """A tool failed while running; becomes an `error` result the model can read."""
-
-    code = ErrorCode.INTERNAL
-
-
-class LimitExceeded(BridgeError):
-    """A limit was broken; the connection closes with `close_code`."""
+class ConnectionRefused(BridgeError):
+    """The connection closes with `close_code`; `code` is the `error` sent before, if any."""
 
     code = ErrorCode.INVALID_MESSAGE
 
-    def __init__(self, message: str, *, close_code: CloseCode) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, close_code: CloseCode, code: ErrorCode | None = None
+    ) -> None:
+        super().__init__(message, code=code)
         self.close_code = close_code
+        self.tell_client = code is not None

@@ -163,10 +163,12 @@ ClientMessage = Annotated[
 
 
 class _ServerWire(_Wire):
-    # Not frozen: the connection stamps `seq` at the moment the message is queued.
+    # Not frozen: the session's outbound log stamps `seq` when the message is pushed. Messages
+    # that belong to one connection rather than to the session (`ready`, `snapshot`, answers
+    # before `hello`) carry none, so a replay that follows them keeps its original numbers.
     model_config = ConfigDict(extra="ignore", frozen=False)
 
-    seq: int = 0
+    seq: int | None = None
 
 
 class RejectedTool(_Wire):
@@ -202,15 +204,7 @@ class Resumed(_Wire):
     gap: bool = False
 
 
-class _HeaderWire(_Wire):
-    # `ready` and `snapshot` describe one connection's start; they take no `seq` of their own,
-    # so a replay that follows them keeps its original numbers.
-    model_config = ConfigDict(extra="ignore", frozen=False)
-
-    seq: int | None = None
-
-
-class ReadyMessage(_HeaderWire):
+class ReadyMessage(_ServerWire):
     type: Literal["ready"] = "ready"
     session_id: str
     protocol: int = PROTOCOL_VERSION
@@ -244,7 +238,7 @@ class SnapshotRun(_Wire):
     content: str = ""
 
 
-class SnapshotMessage(_HeaderWire):
+class SnapshotMessage(_ServerWire):
     """Sent after `ready` when the replay window cannot bridge the client's gap."""
 
     type: Literal["snapshot"] = "snapshot"

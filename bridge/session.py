@@ -1,40 +1,66 @@
-"""Per-session state: tools, conversation, run state, message queue, outbound sequence numbers.
+"""Per-session state as one record: tools, conversation, calls, run, queue, outbound log.
 
 Plain data and decisions only; the runtime and the server do the waiting and the sending.
-Nothing here refers to a connection, so the state can be kept, handed to a newer connection,
-or later stored outside the process.
+Nothing here refers to a connection, so the state outlives any one of them, and `dump()` /
+`load()` carry a session to storage and back exactly (tools as their definitions, recompiled
+through the definition cache on load).
 """
 
 from __future__ import annotations
 
-import itertools
+import hmac
+import json
 import secrets
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from bridge.calls import CallTable
-from bridge.conversation import Conversation
+from bridge.conversation import (
+    AssistantTurn,
+    Conversation,
+    ToolResult,
+    UserTurn,
+    dump_turns,
+    load_turns,
+)
 from bridge.errors import ErrorCode, ProtocolError
-from bridge.protocol import RejectedTool, ToolsReport
-from bridge.toolspec import ToolLimits, ToolSpec, register_many
+from bridge.limits import SessionLimits
+from bridge.outbound import OutboundLog
+from bridge.protocol import (
+    CompleteReason,
+    RejectedTool,
+    ResumeRequest,
+    SnapshotCall,
+    SnapshotMessage,
+    SnapshotRun,
+    SnapshotTurn,
+    ToolsReport,
+)
+from bridge.toolspec import ToolSpec, parse_tool, register_many
 
-__all__ = ["Session", "SessionLimits"]
+__all__ = ["ResumePlan", "Run", "Session"]
 
 
-@dataclass(frozen=True, slots=True)
-class SessionLimits:
-    tools: ToolLimits = field(default_factory=ToolLimits)
-    max_queued_messages: int = 16
-    max_message_chars: int = 100_000
-    progress_cap_s: float = 600.0
+class ResumePlan(StrEnum):
+    """What a `hello` with `resume` gets."""
+
+    REPLAY = "replay"  # everything after last_seq is still in the window
+    SNAPSHOT = "snapshot"  # it is not (or last_seq is 0): the state, then live traffic
+    DENIED = "denied"  # wrong token: nothing of the session is shown
 
 
-def _run_ids() -> Callable[[], str]:
-    prefix = secrets.token_hex(3)
-    counter = itertools.count(1)
-    return lambda: f"run_{prefix}_{next(counter)}"
+@dataclass(slots=True)
+class Run:
+    """The one run in progress: its id, how far it got, and why it would end if interrupted."""
+
+    id: str
+    steps: int = 0
+    stop_reason: CompleteReason = "stopped"
+    # Text streamed in the current step, not yet part of the conversation.
+    partial: list[str] = field(default_factory=list)
 
 
 class Session:
@@ -51,22 +77,23 @@ class Session:
         self.server_tools: Mapping[str, ToolSpec] = server_tools or {}
         self.client_tools: dict[str, ToolSpec] = {}
         self.conversation = Conversation()
-        self.calls = CallTable(clock, progress_cap_s=self.limits.progress_cap_s)
-        self.greeted = False
-        self.run_id: str | None = None
+        self.calls = CallTable(clock, progress_cap_s=self.limits.progress_cap_ms / 1000)
+        self.outbound = OutboundLog(
+            max_messages=self.limits.replay_max_messages, max_bytes=self.limits.replay_max_bytes
+        )
+        self.run: Run | None = None
         self.queue: deque[str] = deque()
-        self._seq = 0
-        self._new_run_id = _run_ids()
+        self.resume_token = secrets.token_urlsafe(24)
+        self._run_prefix = secrets.token_hex(3)
+        self._runs = 0
 
-    # Outbound sequence ------------------------------------------------------------------------
-
-    def next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
+    @property
+    def run_id(self) -> str | None:
+        return None if self.run is None else self.run.id
 
     @property
     def last_seq(self) -> int:
-        return self._seq
+        return self.outbound.last_seq
 
     # Tools -------------------------------------------------------------------------------------
 
@@ -79,7 +106,6 @@ class Session:
 
     def greet(self, raw_tools: Iterable[Any]) -> ToolsReport:
         """A hello replaces the client's tool set: the client says what it has now."""
-        self.greeted = True
         self.client_tools = {}
         return self.register(raw_tools)
 
@@ -107,10 +133,10 @@ class Session:
 
     @property
     def running(self) -> bool:
-        return self.run_id is not None
+        return self.run is not None
 
-    def submit(self, text: str) -> str | None:
-        """Start a run now (returns its id) or queue the message behind the current one."""
+    def submit(self, text: str) -> Run | None:
+        """Start a run now (returns it) or queue the message behind the current one."""
         if len(text) > self.limits.max_message_chars:
             raise ProtocolError(
                 f"message is longer than {self.limits.max_message_chars} characters",
@@ -126,9 +152,9 @@ class Session:
             return None
         return self._begin()
 
-    def finish_run(self) -> tuple[str, str] | None:
-        """End the current run; return the next (run_id, message) from the queue, if any."""
-        self.run_id = None
+    def finish_run(self) -> tuple[Run, str] | None:
+        """End the current run; return the next run and its message from the queue, if any."""
+        self.run = None
         if not self.queue:
             return None
         text = self.queue.popleft()
@@ -139,6 +165,120 @@ class Session:
         self.queue.clear()
         return dropped
 
-    def _begin(self) -> str:
-        self.run_id = self._new_run_id()
-        return self.run_id
+    def _begin(self) -> Run:
+        self._runs += 1
+        self.run = Run(f"run_{self._run_prefix}_{self._runs}")
+        return self.run
+
+    # Resume ------------------------------------------------------------------------------------
+
+    def resume_plan(self, request: ResumeRequest) -> ResumePlan:
+        if not hmac.compare_digest(request.token.encode(), self.resume_token.encode()):
+            return ResumePlan.DENIED
+        if request.last_seq > 0 and self.outbound.covers(request.last_seq):
+            return ResumePlan.REPLAY
+        return ResumePlan.SNAPSHOT
+
+    def snapshot(self) -> SnapshotMessage:
+        """The conversation as a UI shows it, for a client whose gap the window cannot bridge."""
+        results: dict[str, ToolResult] = {}
+        for turn in self.conversation:
+            if isinstance(turn, ToolResult):
+                results[turn.call_id] = turn
+        turns: list[SnapshotTurn] = []
+        for turn in self.conversation:
+            if isinstance(turn, UserTurn):
+                turns.append(SnapshotTurn(role="user", content=turn.content, run_id=turn.run_id))
+            elif isinstance(turn, AssistantTurn):
+                calls = [
+                    _snapshot_call(c.wire_id or c.id, c.name, c.arguments, results.get(c.id))
+                    for c in turn.tool_calls
+                ]
+                turns.append(
+                    SnapshotTurn(
+                        role="assistant",
+                        content=turn.content,
+                        run_id=turn.run_id,
+                        tool_calls=calls,
+                    )
+                )
+        run = None
+        if self.run is not None:
+            run = SnapshotRun(run_id=self.run.id, content="".join(self.run.partial))
+        return SnapshotMessage(
+            last_seq=self.last_seq,
+            turns=turns,
+            run=run,
+            pending_calls=[call.id for call in self.calls.pending()],
+        )
+
+    # Record ------------------------------------------------------------------------------------
+
+    def dump(self) -> dict[str, Any]:
+        """Everything needed to carry the session on elsewhere, as JSON-able data."""
+        run = self.run
+        return {
+            "id": self.id,
+            "resume_token": self.resume_token,
+            "tools": [spec.to_wire() for spec in self.client_tools.values()],
+            "conversation": dump_turns(self.conversation),
+            "calls": self.calls.dump(),
+            "run": None
+            if run is None
+            else {
+                "id": run.id,
+                "steps": run.steps,
+                "stop_reason": run.stop_reason,
+                "partial": "".join(run.partial),
+            },
+            "queue": list(self.queue),
+            "runs": [self._run_prefix, self._runs],
+            "outbound": self.outbound.dump(),
+        }
+
+    @classmethod
+    def load(
+        cls,
+        record: Mapping[str, Any],
+        *,
+        clock: Callable[[], float],
+        limits: SessionLimits | None = None,
+        server_tools: Mapping[str, ToolSpec] | None = None,
+    ) -> Session:
+        session = cls(record["id"], clock=clock, limits=limits, server_tools=server_tools)
+        session.resume_token = record["resume_token"]
+        for raw in record["tools"]:
+            spec = parse_tool(raw, session.limits.tools)
+            session.client_tools[spec.name] = spec
+        session.conversation.turns = load_turns(record["conversation"])
+        session.calls = CallTable.load(
+            record["calls"], clock, progress_cap_s=session.limits.progress_cap_ms / 1000
+        )
+        run = record["run"]
+        if run is not None:
+            partial = [run["partial"]] if run["partial"] else []
+            session.run = Run(run["id"], run["steps"], run["stop_reason"], partial)
+        session.queue = deque(record["queue"])
+        session._run_prefix, session._runs = record["runs"]
+        session.outbound.load(record["outbound"])
+        return session
+
+
+def _snapshot_call(
+    wire_id: str, name: str, arguments: str, result: ToolResult | None
+) -> SnapshotCall:
+    try:
+        parsed: Any = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        parsed = arguments
+    if result is None:
+        return SnapshotCall(id=wire_id, name=name, arguments=parsed)
+    ok = result.status.value == "ok"
+    return SnapshotCall(
+        id=wire_id,
+        name=name,
+        arguments=parsed,
+        status=result.status.value,
+        result=result.data if ok else None,
+        error=None if ok else result.content,
+    )

@@ -19,10 +19,10 @@ from referencing import Registry
 
 from bridge.errors import ErrorCode, ToolDefinitionError
 from bridge.fastschema import Check, compile_check
+from bridge.limits import ToolLimits
 
 __all__ = [
     "Rejection",
-    "ToolLimits",
     "ToolSource",
     "ToolSpec",
     "parse_tool",
@@ -33,20 +33,10 @@ ToolSource = Literal["client", "server"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _LOCAL_REF_KEYS = ("$ref", "$dynamicRef")
-_HINTS = ("interactive", "read_only", "destructive")
+_HINTS = ("interactive", "read_only", "destructive", "idempotent")
 _KNOWN_KEYS = frozenset(
     {"name", "description", "parameters", "output_schema", "timeout_ms", *_HINTS}
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ToolLimits:
-    max_tools: int = 64
-    max_description_chars: int = 2048
-    max_schema_bytes: int = 32_768
-    max_schema_depth: int = 24
-    max_timeout_ms: int = 300_000
-    default_timeout_ms: int = 30_000
 
 
 # Without an explicit registry, jsonschema falls back to one that fetches remote refs over the
@@ -65,6 +55,7 @@ class ToolSpec:
     interactive: bool = False
     read_only: bool = False
     destructive: bool = False
+    idempotent: bool = False
     source: ToolSource = "client"
     _args_validator: Draft202012Validator = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
     _result_validator: Draft202012Validator | None = field(repr=False, compare=False, default=None)
@@ -86,8 +77,10 @@ class ToolSpec:
         return _first_error(self._result_validator, result)
 
     def effective_timeout_ms(self, limits: ToolLimits) -> int:
-        wanted = self.timeout_ms if self.timeout_ms is not None else limits.default_timeout_ms
-        return min(wanted, limits.max_timeout_ms)
+        """The call's timeout: a person's clock for interactive tools, a machine's otherwise."""
+        if self.interactive:
+            return self.timeout_ms or limits.human_timeout_ms
+        return min(self.timeout_ms or limits.default_timeout_ms, limits.max_timeout_ms)
 
     def to_wire(self) -> dict[str, Any]:
         """The definition as a client would send it (and as a provider's tool list needs it)."""

@@ -1,7 +1,9 @@
 """Client tool calls in flight: a future per call, resolved by the reader, bounded by a timer.
 
 The state machine is `CallTable`; this module only adds the asyncio parts: futures, one timer
-handle per call, and the `tool_request` / `tool_cancel` messages.
+handle per call, and the `tool_request` / `tool_cancel` messages. A `tool_request` is a control
+message: it is queued at once, never behind a backlog, and the call's clock starts then, so a
+client can never see the cancel of a request before the request itself.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from bridge.protocol import (
 
 __all__ = ["ClientCalls", "Outcome"]
 
-log = logging.getLogger("bridge.calls")
+log = logging.getLogger("bridge.agent.client_calls")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +57,16 @@ class ClientCalls:
         future: asyncio.Future[Outcome] = loop.create_future()
         self._futures[call_id] = future
         pending = self._table.open(
-            call_id, name=name, run_id=run_id, timeout_s=timeout_ms / 1000, interactive=interactive
+            call_id,
+            name=name,
+            run_id=run_id,
+            timeout_s=timeout_ms / 1000,
+            interactive=interactive,
+            arguments=arguments,
         )
-        self._timers[call_id] = loop.call_at(pending.deadline, self._on_deadline, call_id)
+        self._arm(call_id)
         try:
-            await self._outbox.send(
+            pending.request_seq = self._outbox.post(
                 ToolRequestMessage(
                     id=call_id,
                     run_id=run_id,
@@ -79,6 +86,22 @@ class ClientCalls:
             timer = self._timers.pop(call_id, None)
             if timer is not None:
                 timer.cancel()
+
+    def redeliver(self, after_seq: int | None) -> list[str]:
+        """Send again every pending request the returning client will not see in the replay."""
+        for call in self._table.not_seen_after(after_seq):
+            call.request_seq = self._outbox.post(
+                ToolRequestMessage(
+                    id=call.id,
+                    run_id=call.run_id,
+                    name=call.name,
+                    arguments=call.arguments,
+                    timeout_ms=call.timeout_ms,
+                    interactive=call.interactive,
+                    redelivered=True,
+                )
+            )
+        return [call.id for call in self._table.pending()]
 
     def cancel_run(self, run_id: str, reason: str) -> int:
         """Cancel every pending call of a run now, so each `tool_cancel` precedes `complete`."""
@@ -127,15 +150,21 @@ class ClientCalls:
             code=ErrorCode.UNKNOWN_CALL, message=f"no tool call with id {call_id!r}", id=call_id
         )
 
+    def _arm(self, call_id: str) -> None:
+        # The table's deadlines are on the wall clock (they survive a move to another process);
+        # the timer only needs how far away the deadline is.
+        remaining = self._table.remaining(call_id)
+        if remaining is not None:
+            loop = asyncio.get_running_loop()
+            self._timers[call_id] = loop.call_later(remaining, self._on_deadline, call_id)
+
     def _on_deadline(self, call_id: str) -> None:
         self._timers.pop(call_id, None)
-        pending = self._table.get(call_id)
-        if pending is None:
+        if self._table.get(call_id) is None:
             return
         if self._table.remaining(call_id):
             # Progress moved the deadline; sleep again until the new one.
-            loop = asyncio.get_running_loop()
-            self._timers[call_id] = loop.call_at(pending.deadline, self._on_deadline, call_id)
+            self._arm(call_id)
             return
         for expired in self._table.expire():
             self._outbox.post(ToolCancelMessage(id=expired.id, reason="timed_out"))

@@ -1,7 +1,8 @@
 """The agent loop: stream a step, run the tool calls it asked for, feed results back, repeat.
 
 Whatever ends a run (done, step limit, model error, stop, disconnect), `_settle` makes sure every
-tool call the model made has exactly one terminal result in the conversation.
+tool call the model made has exactly one terminal result in the conversation. The loop records
+how the run ended on its `Run`; the runtime sends the one `complete`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import itertools
 import json
 import logging
+import random
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
@@ -18,46 +20,31 @@ from bridge.agent.client_calls import ClientCalls, Outcome
 from bridge.agent.outbox import Outbox
 from bridge.agent.server_tools import ServerTools
 from bridge.calls import TerminalStatus
-from bridge.conversation import (
-    AssistantTurn,
-    ToolCall,
-    ToolResult,
-    Turn,
-    UserTurn,
-    result_text,
-)
+from bridge.conversation import AssistantTurn, ToolCall, ToolResult, Turn, UserTurn, make_result
 from bridge.errors import ErrorCode
 from bridge.models.base import Model, ModelError, ModelEvent, TextDelta, ToolCallEvent, UsageEvent
+from bridge.models.retry import DEFAULT_STEP_RETRIES, StepRetryPolicy
 from bridge.protocol import (
-    CompleteMessage,
     CompleteReason,
     ErrorMessage,
     RunStartedMessage,
+    StepRetryMessage,
     TokenMessage,
     ToolResultMessage,
     Usage,
 )
-from bridge.session import Session
+from bridge.session import Run, Session
 from bridge.toolspec import ToolSpec
 
-__all__ = ["AgentLoop", "LoopConfig"]
+__all__ = ["AgentLoop"]
 
-log = logging.getLogger("bridge.agent")
-
-
-@dataclass(frozen=True, slots=True)
-class LoopConfig:
-    max_steps: int = 8
-    default_timeout_ms: int = 30_000
-    max_timeout_ms: int = 300_000
-    human_timeout_ms: int = 600_000
+log = logging.getLogger("bridge.agent.loop")
 
 
 @dataclass(slots=True)
 class _Step:
     text: list[str] = field(default_factory=list)
     calls: list[ToolCall] = field(default_factory=list)
-    wire_ids: dict[str, str] = field(default_factory=dict)
     results: dict[str, ToolResult] = field(default_factory=dict)
     assistant_recorded: bool = False
     results_recorded: bool = False
@@ -71,45 +58,44 @@ class AgentLoop:
         outbox: Outbox,
         client_calls: ClientCalls,
         server_tools: ServerTools | None = None,
-        config: LoopConfig | None = None,
     ) -> None:
         self._session = session
         self._model = model
         self._outbox = outbox
         self._client_calls = client_calls
         self._server_tools = server_tools or ServerTools()
-        self._config = config or LoopConfig()
-        self.interrupt_reason: CompleteReason = "stopped"
 
-    def begin(self, run_id: str, text: str) -> None:
+    def begin(self, run: Run, text: str) -> None:
         """Record the user's message and announce the run, before any await can be cancelled."""
-        self._session.conversation.add(UserTurn(text))
-        self._outbox.post(RunStartedMessage(run_id=run_id, content=text))
+        self._session.conversation.add(UserTurn(text, run.id))
+        self._outbox.post(RunStartedMessage(run_id=run.id, content=text))
 
-    async def run(self, run_id: str) -> CompleteReason:
+    async def run(self, run: Run) -> tuple[CompleteReason, Usage]:
         """Run steps until the model answers without tool calls; `begin` must come first."""
+        run_id = run.id
         usage = Usage()
-        steps = 0
-        step = _Step()
+        step = _Step(text=run.partial)
         reason: CompleteReason = "done"
         try:
             while True:
-                step = _Step()
-                steps += 1
+                run.partial = []
+                step = _Step(text=run.partial)
+                run.steps += 1
                 usage = await self._stream_step(run_id, step, usage)
-                self._record_assistant(step)
+                self._record_assistant(run_id, step)
+                run.partial = []
                 if not step.calls:
                     break
-                if steps >= self._config.max_steps:
+                if run.steps >= self._session.limits.max_steps:
                     reason = "max_steps"
                     self._settle(run_id, step, "the run reached its step limit")
                     break
                 await self._run_calls(run_id, step)
                 self._record_results(step)
         except asyncio.CancelledError:
-            reason = self.interrupt_reason
-            self._client_calls.cancel_run(run_id, reason)
-            self._settle(run_id, step, f"the run ended: {reason}")
+            self._client_calls.cancel_run(run_id, run.stop_reason)
+            self._settle(run_id, step, f"the run ended: {run.stop_reason}")
+            raise
         except ModelError as exc:
             reason = "error"
             self._outbox.post(ErrorMessage(code=exc.code, message=exc.message, run_id=run_id))
@@ -121,22 +107,54 @@ class AgentLoop:
                 ErrorMessage(code=ErrorCode.INTERNAL, message="internal error", run_id=run_id)
             )
             self._settle(run_id, step, "internal error")
-        self.complete(run_id, reason, steps, usage)
-        return reason
-
-    def complete(
-        self, run_id: str, reason: CompleteReason, steps: int = 0, usage: Usage | None = None
-    ) -> None:
-        has_usage = usage is not None and (
-            usage.total_tokens or usage.prompt_tokens or usage.completion_tokens
-        )
-        self._outbox.post(
-            CompleteMessage(
-                run_id=run_id, reason=reason, steps=steps, usage=usage if has_usage else None
-            )
-        )
+        return reason, usage
 
     async def _stream_step(self, run_id: str, step: _Step, usage: Usage) -> Usage:
+        """Stream one step, making it again when its stream broke (see `bridge.models.retry`).
+
+        Only a stream the model finished counts: a failed attempt's text is voided (the client
+        is told with `step_retry` before any token of the next attempt) and its calls were never
+        handed out, so neither reaches the conversation nor a tool.
+        """
+        policy = self._step_retry_policy()
+        retries_done = 0
+        while True:
+            try:
+                return await self._stream_attempt(run_id, step, usage)
+            except ModelError as exc:
+                delay_s = policy.delay_s(exc, retries_done, random.random())
+                if delay_s is None:
+                    raise
+                retries_done += 1
+                # In place: the run may hold a reference to this list as its partial text.
+                step.text.clear()
+                step.calls.clear()
+                run = self._session.run
+                number = run.steps if run is not None and run.id == run_id else 0
+                log.info(
+                    "run %s step %d: %s; retry %d in %.2f s",
+                    run_id,
+                    number,
+                    exc.code.value,
+                    retries_done,
+                    delay_s,
+                )
+                await self._outbox.send(
+                    StepRetryMessage(
+                        run_id=run_id, step=number, attempt=retries_done, reason=exc.code.value
+                    )
+                )
+                await asyncio.sleep(delay_s)
+
+    def _step_retry_policy(self) -> StepRetryPolicy:
+        # A model built with its own policy keeps it; otherwise the session's retry budget.
+        own = getattr(self._model, "step_retry", None)
+        if isinstance(own, StepRetryPolicy):
+            return own
+        retries = getattr(self._session.limits, "model_step_retries", DEFAULT_STEP_RETRIES)
+        return StepRetryPolicy(retries=retries)
+
+    async def _stream_attempt(self, run_id: str, step: _Step, usage: Usage) -> Usage:
         turns = _Snapshot(self._session.conversation.turns)
         stream = self._model.stream(turns, self._session.tools())
         try:
@@ -146,8 +164,10 @@ class AgentLoop:
                         step.text.append(event.text)
                         await self._outbox.send(TokenMessage(run_id=run_id, content=event.text))
                 elif isinstance(event, ToolCallEvent):
-                    call_id = event.id or self._session.calls.new_id()
-                    step.calls.append(ToolCall(call_id, event.name, event.arguments))
+                    wire_id = self._session.calls.new_id()
+                    step.calls.append(
+                        ToolCall(event.id or wire_id, event.name, event.arguments, wire_id)
+                    )
                 elif isinstance(event, UsageEvent):
                     usage = Usage(
                         prompt_tokens=usage.prompt_tokens + event.prompt_tokens,
@@ -160,10 +180,9 @@ class AgentLoop:
 
     async def _run_calls(self, run_id: str, step: _Step) -> None:
         async def one(call: ToolCall) -> None:
-            step.wire_ids[call.id] = wire_id = self._session.calls.new_id()
-            result = await self._execute(run_id, wire_id, call)
+            result = await self._execute(run_id, call.wire_id, call)
             step.results[call.id] = result
-            self._announce(run_id, wire_id, result)
+            self._announce(run_id, call.wire_id, result)
 
         if len(step.calls) == 1:
             await one(step.calls[0])
@@ -175,12 +194,12 @@ class AgentLoop:
         if spec is None:
             names = ", ".join(t.name for t in self._session.tools()) or "none"
             detail = f"there is no tool named {call.name!r}; available tools: {names}"
-            return _result(call, TerminalStatus.ERROR, detail=detail)
+            return make_result(call, TerminalStatus.ERROR, detail=detail)
         arguments, problem = _decode_arguments(call.arguments)
         if problem is None:
             problem = spec.validate_arguments(arguments)
         if problem is not None:
-            return _result(call, TerminalStatus.INVALID_ARGUMENTS, detail=problem)
+            return make_result(call, TerminalStatus.INVALID_ARGUMENTS, detail=problem)
         if spec.source == "server":
             outcome = await self._run_server_tool(spec, arguments)
         else:
@@ -189,19 +208,19 @@ class AgentLoop:
                 name=spec.name,
                 run_id=run_id,
                 arguments=arguments,
-                timeout_ms=self._timeout_ms(spec),
+                timeout_ms=spec.effective_timeout_ms(self._session.limits.tools),
                 interactive=spec.interactive,
             )
         if outcome.status is TerminalStatus.OK:
             mismatch = spec.validate_result(outcome.result)
             if mismatch is not None:
                 detail = f"the result did not match the tool's output_schema: {mismatch}"
-                return _result(call, TerminalStatus.ERROR, detail=detail)
-            return _result(call, TerminalStatus.OK, data=outcome.result)
-        return _result(call, outcome.status, detail=outcome.error)
+                return make_result(call, TerminalStatus.ERROR, detail=detail)
+            return make_result(call, TerminalStatus.OK, data=outcome.result)
+        return make_result(call, outcome.status, detail=outcome.error)
 
     async def _run_server_tool(self, spec: ToolSpec, arguments: dict[str, Any]) -> Outcome:
-        timeout_s = self._timeout_ms(spec) / 1000
+        timeout_s = spec.effective_timeout_ms(self._session.limits.tools) / 1000
         try:
             async with asyncio.timeout(timeout_s):
                 value = await self._server_tools.invoke(spec.name, arguments)
@@ -211,12 +230,6 @@ class AgentLoop:
             log.info("server tool %s failed: %r", spec.name, exc)
             return Outcome(TerminalStatus.ERROR, error=f"{type(exc).__name__}: {exc}")
         return Outcome(TerminalStatus.OK, value)
-
-    def _timeout_ms(self, spec: ToolSpec) -> int:
-        if spec.interactive:
-            return spec.timeout_ms or self._config.human_timeout_ms
-        wanted = spec.timeout_ms or self._config.default_timeout_ms
-        return min(wanted, self._config.max_timeout_ms)
 
     def _announce(self, run_id: str, wire_id: str, result: ToolResult) -> None:
         spec = self._session.find_tool(result.name)
@@ -232,10 +245,10 @@ class AgentLoop:
             )
         )
 
-    def _record_assistant(self, step: _Step) -> None:
+    def _record_assistant(self, run_id: str, step: _Step) -> None:
         if not step.assistant_recorded:
             step.assistant_recorded = True
-            turn = AssistantTurn("".join(step.text), tuple(step.calls))
+            turn = AssistantTurn("".join(step.text), tuple(step.calls), run_id)
             self._session.conversation.add(turn)
 
     def _record_results(self, step: _Step) -> None:
@@ -246,13 +259,12 @@ class AgentLoop:
 
     def _settle(self, run_id: str, step: _Step, why: str) -> None:
         """Close the step whatever state it is in, giving each unanswered call a result."""
-        self._record_assistant(step)
+        self._record_assistant(run_id, step)
         for call in step.calls:
             if call.id not in step.results:
-                result = _result(call, TerminalStatus.CANCELLED, detail=why)
+                result = make_result(call, TerminalStatus.CANCELLED, detail=why)
                 step.results[call.id] = result
-                wire_id = step.wire_ids.get(call.id, call.id)
-                self._announce(run_id, wire_id, result)
+                self._announce(run_id, call.wire_id, result)
         self._record_results(step)
 
 
@@ -290,12 +302,6 @@ class _Snapshot(Sequence[Turn]):
 
     def __iter__(self) -> Iterator[Turn]:
         return itertools.islice(self._turns, self._length)
-
-
-def _result(
-    call: ToolCall, status: TerminalStatus, *, data: Any = None, detail: str | None = None
-) -> ToolResult:
-    return ToolResult(call.id, call.name, status, result_text(status, data, detail), data)
 
 
 def _decode_arguments(raw: str) -> tuple[dict[str, Any], str | None]:

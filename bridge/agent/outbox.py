@@ -1,17 +1,75 @@
-"""What the agent needs from a connection: a way to send server messages."""
+"""The session's outbound log with the waiting added: what the agent sends through.
+
+Control messages are pushed at once and never wait. Tokens wait for room: while a connection is
+attached, until its backlog is under the send queue size; while the session is held with no
+connection, until the replay window has room, so a run whose client is away pauses instead of
+dropping what the client will need when it returns.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+from collections.abc import Callable
 
 from pydantic import BaseModel
+
+from bridge.outbound import OutboundLog
+from bridge.protocol import TokenMessage
 
 __all__ = ["Outbox"]
 
 
-class Outbox(Protocol):
-    async def send(self, message: BaseModel) -> None:
-        """Queue a message, waiting while the client is behind (tokens: backpressure)."""
+class Outbox:
+    def __init__(self, log: OutboundLog, *, queue_size: int) -> None:
+        self.log = log
+        self._queue_size = queue_size
+        self._room = asyncio.Event()
+        self._room.set()
+        self._notify: Callable[[], None] = _nothing
 
-    def post(self, message: BaseModel) -> None:
-        """Queue a control message at once; it never waits and is never dropped."""
+    def post(self, message: BaseModel) -> int:
+        """Queue a control message at once; return its seq."""
+        seq = self.log.push(message)
+        self._notify()
+        return seq
+
+    async def send(self, message: BaseModel) -> None:
+        """Queue a message, waiting while the client is behind or away (backpressure)."""
+        while not self._has_room():
+            self._room.clear()
+            await self._room.wait()
+        if type(message) is TokenMessage:
+            self.log.push_token(message.run_id, message.content)
+            self._notify()
+        else:
+            self.post(message)
+
+    def _has_room(self) -> bool:
+        if self.log.cursor is None:
+            return not self.log.full
+        return self.log.backlog < self._queue_size
+
+    # The attached connection's side --------------------------------------------------------
+
+    def attach(self, after_seq: int | None, notify: Callable[[], None]) -> None:
+        """A connection reads from after `after_seq` (None: from now on); `notify` wakes it."""
+        self.log.attach(after_seq)
+        self._notify = notify
+        self._room.set()
+        notify()
+
+    def detach(self, notify: Callable[[], None]) -> None:
+        if self._notify is notify:
+            self.log.detach()
+            self._notify = _nothing
+            self._room.set()
+
+    def take(self) -> str | None:
+        frame = self.log.take()
+        if frame is not None and self.log.backlog < self._queue_size:
+            self._room.set()
+        return frame
+
+
+def _nothing() -> None:
+    return None

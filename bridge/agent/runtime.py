@@ -1,41 +1,46 @@
-"""One connected session at work: routes client messages, runs one agent run at a time.
+"""One session at work: routes client messages, runs one agent run at a time.
 
-Event-loop code but no network: the server hands it parsed messages and an outbox.
+A runtime lives as long as its session, not as long as a connection: connections attach to its
+outbox and leave again, and the run goes on in between. Event-loop code but no network.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from bridge.agent.client_calls import ClientCalls
-from bridge.agent.loop import AgentLoop, LoopConfig
+from bridge.agent.loop import AgentLoop
 from bridge.agent.outbox import Outbox
 from bridge.agent.server_tools import ServerTools
-from bridge.errors import CloseCode, ErrorCode, LimitExceeded, ProtocolError
+from bridge.errors import ErrorCode, ProtocolError
 from bridge.models.base import Model
 from bridge.protocol import (
-    PROTOCOL_VERSION,
     ClientMessage,
+    CompleteMessage,
     CompleteReason,
     ErrorMessage,
-    HelloMessage,
     Limits,
     ReadyMessage,
     RegisterToolsMessage,
+    Resumed,
+    SnapshotMessage,
     StopMessage,
     ToolProgressMessage,
     ToolResponseMessage,
     ToolsReport,
     ToolsUpdatedMessage,
     UnregisterToolsMessage,
+    Usage,
     UserMessage,
 )
-from bridge.session import Session
+from bridge.session import ResumePlan, Run, Session
 
 __all__ = ["SessionRuntime"]
 
-log = logging.getLogger("bridge.session")
+log = logging.getLogger("bridge.agent.runtime")
 
 
 class SessionRuntime:
@@ -43,38 +48,65 @@ class SessionRuntime:
         self,
         session: Session,
         model: Model,
-        outbox: Outbox,
         *,
         limits: Limits,
+        queue_size: int,
         server_tools: ServerTools | None = None,
-        config: LoopConfig | None = None,
     ) -> None:
         self.session = session
-        self._outbox = outbox
+        self.outbox = Outbox(session.outbound, queue_size=queue_size)
         self._limits = limits
-        self.calls = ClientCalls(session.calls, outbox)
-        self._agent = AgentLoop(session, model, outbox, self.calls, server_tools, config)
-        self._task: asyncio.Task[CompleteReason] | None = None
-        self._task_run_id: str | None = None
-        self.greeted = False
+        self.client_calls = ClientCalls(session.calls, self.outbox)
+        self._agent = AgentLoop(session, model, self.outbox, self.client_calls, server_tools)
+        self._task: asyncio.Task[tuple[CompleteReason, Usage]] | None = None
+        self._task_run: Run | None = None
 
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+    # Connections -------------------------------------------------------------------------------
+
+    def greet(self, tools: list[dict[str, Any]], notify: Callable[[], None]) -> ReadyMessage:
+        """A fresh start on this session (no resume): the ready message for the new client."""
+        report = self.session.greet(tools)
+        self.outbox.attach(None, notify)
+        return self._ready(report)
+
+    def resume(
+        self,
+        tools: list[dict[str, Any]],
+        plan: ResumePlan,
+        last_seq: int,
+        notify: Callable[[], None],
+    ) -> tuple[ReadyMessage, SnapshotMessage | None]:
+        """A returning client: replay after `last_seq`, or a snapshot when the window cannot."""
+        report = self.session.greet(tools)
+        after = last_seq if plan is ResumePlan.REPLAY else None
+        snapshot = None if after is not None else self.session.snapshot()
+        self.outbox.attach(after, notify)
+        pending = self.client_calls.redeliver(after)
+        from_seq = (after if after is not None else self.session.last_seq) + 1
+        resumed = Resumed(from_seq=from_seq, pending_calls=pending, gap=after is None)
+        ready = self._ready(report)
+        ready.resumed = resumed
+        return ready, snapshot
+
+    def _ready(self, report: ToolsReport) -> ReadyMessage:
+        return ReadyMessage(
+            session_id=self.session.id,
+            tools=report,
+            server_tools=list(self.session.server_tools),
+            limits=self._limits,
+            resume_token=self.session.resume_token,
+        )
+
+    # Messages ----------------------------------------------------------------------------------
 
     async def handle(self, message: ClientMessage) -> None:
-        """Act on one parsed client message (`ping`/`pong` belong to the connection)."""
-        if isinstance(message, HelloMessage):
-            self._hello(message)
-            return
-        if not self.greeted:
-            raise ProtocolError(f"send hello before {message.type}", code=ErrorCode.HELLO_REQUIRED)
+        """Act on one parsed client message of an attached, greeted connection."""
         if isinstance(message, UserMessage):
             self._submit(message.content)
         elif isinstance(message, ToolResponseMessage):
-            self._reply(self.calls.deliver(message))
+            self._reply(self.client_calls.deliver(message))
         elif isinstance(message, ToolProgressMessage):
-            self._reply(self.calls.progress(message))
+            self._reply(self.client_calls.progress(message))
         elif isinstance(message, StopMessage):
             self.stop("stopped")
         elif isinstance(message, RegisterToolsMessage):
@@ -88,32 +120,8 @@ class SessionRuntime:
                     f"no client tools named {', '.join(unknown)}", code=ErrorCode.UNKNOWN_TOOL
                 )
 
-    def _hello(self, hello: HelloMessage) -> None:
-        if self.greeted:
-            raise ProtocolError("hello was already received", code=ErrorCode.ALREADY_GREETED)
-        if hello.protocol != PROTOCOL_VERSION:
-            self._outbox.post(
-                ErrorMessage(
-                    code=ErrorCode.UNSUPPORTED_PROTOCOL,
-                    message=f"this server speaks protocol {PROTOCOL_VERSION}",
-                )
-            )
-            raise LimitExceeded(
-                f"unsupported protocol {hello.protocol}", close_code=CloseCode.POLICY
-            )
-        self.greeted = True
-        report = self.session.greet(hello.tools)
-        self._outbox.post(
-            ReadyMessage(
-                session_id=self.session.id,
-                tools=report,
-                server_tools=list(self.session.server_tools),
-                limits=self._limits,
-            )
-        )
-
     def _tools_updated(self, report: ToolsReport, removed: list[str]) -> None:
-        self._outbox.post(
+        self.outbox.post(
             ToolsUpdatedMessage(
                 tools=report, removed=removed, active=[t.name for t in self.session.tools()]
             )
@@ -121,31 +129,44 @@ class SessionRuntime:
 
     def _reply(self, error: ErrorMessage | None) -> None:
         if error is not None:
-            self._outbox.post(error)
+            self.outbox.post(error)
+
+    # Runs --------------------------------------------------------------------------------------
 
     def _submit(self, text: str) -> None:
-        run_id = self.session.submit(text)
-        if run_id is not None:
-            self._start(run_id, text)
+        run = self.session.submit(text)
+        if run is not None:
+            self._start(run, text)
 
-    def _start(self, run_id: str, text: str) -> None:
-        self._agent.interrupt_reason = "stopped"
-        self._agent.begin(run_id, text)
-        self._task_run_id = run_id
-        self._task = asyncio.create_task(self._agent.run(run_id), name=f"run {run_id}")
+    def _start(self, run: Run, text: str) -> None:
+        self._agent.begin(run, text)
+        self._task_run = run
+        self._task = asyncio.create_task(self._agent.run(run), name=f"run {run.id}")
         self._task.add_done_callback(self._on_run_done)
 
-    def _on_run_done(self, task: asyncio.Task[CompleteReason]) -> None:
-        if task is not self._task:
+    def _on_run_done(self, task: asyncio.Task[tuple[CompleteReason, Usage]]) -> None:
+        """The one place a run's `complete` is sent, whatever ended it."""
+        if task is not self._task or self._task_run is None:
             return
-        run_id = self._task_run_id or ""
+        run = self._task_run
+        usage: Usage | None = None
         if task.cancelled():
-            # Cancelled before its first step ran: nothing was streamed, but the run still ends.
-            self._agent.complete(run_id, self._agent.interrupt_reason)
+            reason: CompleteReason = run.stop_reason
         elif task.exception() is not None:
-            log.error("run %s crashed", run_id, exc_info=task.exception())
-            self._agent.complete(run_id, "error")
+            log.error("run %s crashed", run.id, exc_info=task.exception())
+            reason = "error"
+        else:
+            reason, usage = task.result()
+        has_usage = usage is not None and (
+            usage.total_tokens or usage.prompt_tokens or usage.completion_tokens
+        )
+        self.outbox.post(
+            CompleteMessage(
+                run_id=run.id, reason=reason, steps=run.steps, usage=usage if has_usage else None
+            )
+        )
         self._task = None
+        self._task_run = None
         following = self.session.finish_run()
         if following is not None:
             self._start(*following)
@@ -153,27 +174,26 @@ class SessionRuntime:
     def stop(self, reason: CompleteReason) -> bool:
         """End the current run at once and drop queued messages; False when nothing ran."""
         self.session.drop_queue()
-        task = self._task
-        if task is None or task.done():
+        task, run = self._task, self._task_run
+        if task is None or task.done() or run is None:
             if reason == "stopped":
-                self._outbox.post(
+                self.outbox.post(
                     ErrorMessage(code=ErrorCode.NO_ACTIVE_RUN, message="no run to stop")
                 )
             return False
-        self._agent.interrupt_reason = reason
-        if self.session.run_id is not None:
-            self.calls.cancel_run(self.session.run_id, reason)
+        run.stop_reason = reason
+        self.client_calls.cancel_run(run.id, reason)
         task.cancel()
         return True
 
-    async def close(self, timeout_s: float = 5.0) -> None:
-        """The connection is gone: stop the run and wait (bounded) for it to settle."""
+    async def end(self, reason: CompleteReason, timeout_s: float = 5.0) -> None:
+        """Nobody is coming back: stop the run, wait (bounded) for it to settle, cancel the rest."""
         task = self._task
-        self.stop("disconnected")
+        self.stop(reason)
         if task is not None and not task.done():
             try:
                 async with asyncio.timeout(timeout_s):
                     await asyncio.shield(task)
             except (TimeoutError, asyncio.CancelledError):
-                log.warning("run did not settle within %.1f s of disconnect", timeout_s)
-        self.calls.cancel_all("disconnected")
+                log.warning("run did not settle within %.1f s", timeout_s)
+        self.client_calls.cancel_all(reason)

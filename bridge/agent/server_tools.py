@@ -13,7 +13,8 @@ from typing import Any, TypeVar, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
 
-from bridge.toolspec import ToolLimits, ToolSpec, parse_tool
+from bridge.limits import ToolLimits
+from bridge.toolspec import ToolSpec, parse_tool
 
 __all__ = ["ServerTools"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -11,10 +10,9 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, WebSocket
 from fastapi.staticfiles import StaticFiles
 
-from bridge.agent.outbox import Outbox
-from bridge.agent.runtime import SessionRuntime
 from bridge.agent.server_tools import ServerTools
 from bridge.errors import CloseCode
+from bridge.limits import wire_limits
 from bridge.models.base import Model
 from bridge.models.offline import OfflineModel
 from bridge.server.auth import AuthHook, TokenAuth, allow_all
@@ -51,21 +49,28 @@ class Bridge:
             token = self.settings.token
             authenticate = TokenAuth(token.get_secret_value()) if token else allow_all
         self._authenticate = authenticate
+        session_limits = self.settings.session_limits()
+        self._connection_limits = self.settings.connection_limits()
         self.hub = SessionHub(
-            limits=self.settings.session_limits(),
-            server_tools=self.server_tools.specs,
-            ttl_s=self.settings.session_ttl_s,
+            limits=session_limits,
+            wire_limits=wire_limits(session_limits, self._connection_limits),
+            queue_size=self._connection_limits.send_queue_size,
+            server_tools=self.server_tools,
+            model_for=self._model_for,
             max_sessions=self.settings.max_sessions,
         )
-        self._limits = self.settings.wire_limits()
-        self._loop_config = self.settings.loop_config()
         self.router = APIRouter()
         self.router.add_api_websocket_route("/ws/agent/{session_id}", self._endpoint)
         self.router.add_api_route("/healthz", self._health, methods=["GET"])
         install_redaction()
 
     async def _health(self) -> dict[str, Any]:
-        return {"status": "ok", "sessions": len(self.hub), "connected": self.hub.connected}
+        return {
+            "status": "ok",
+            "sessions": len(self.hub),
+            "connected": self.hub.connected,
+            "held": self.hub.held,
+        }
 
     async def _endpoint(self, websocket: WebSocket, session_id: str) -> None:
         if not _SESSION_ID.fullmatch(session_id):
@@ -76,29 +81,11 @@ class Bridge:
             # close code, so the refusal is decided before accept and told after it.
             await _refuse(websocket, CloseCode.UNAUTHORIZED, "unauthorized")
             return
-        session = self.hub.session(session_id, asyncio.get_running_loop().time)
-        if session is None:
-            await _refuse(websocket, CloseCode.BUSY, "server is at its session limit")
-            return
         await websocket.accept()
-        model = self._model_for(session_id)
-
-        def make_runtime(outbox: Outbox) -> SessionRuntime:
-            return SessionRuntime(
-                session,
-                model,
-                outbox,
-                limits=self._limits,
-                server_tools=self.server_tools,
-                config=self._loop_config,
-            )
-
-        connection = Connection(websocket, session, self.settings, make_runtime)
-        await self.hub.attach(session_id, connection)
-        try:
-            await connection.run()
-        finally:
-            self.hub.detach(session_id, connection)
+        connection = Connection(
+            websocket, session_id, self._connection_limits, self.hub.greet, self.hub.leave
+        )
+        await connection.run()
 
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:

@@ -1,8 +1,10 @@
-"""One accepted WebSocket: a reader, a writer with a bounded queue, and a heartbeat.
+"""One accepted WebSocket: a reader, a writer, and a heartbeat.
 
-The connection owns the socket and nothing else; what a message means is decided by the
-runtime. Whoever decides the connection is over calls `finish(code)`; `run` then tears down in
-one place, flushing what is queued before the close frame.
+The connection owns the socket and nothing else. Until `hello` it belongs to no session and
+answers on its own (those frames carry no `seq`); the hub then attaches it to a session, and the
+writer sends the session's outbound log from the connection's cursor. Whoever decides the
+connection is over calls `finish(code)`; `run` then tears down in one place, flushing what is
+queued before the close frame. The session itself goes on: leaving is the hub's business.
 """
 
 from __future__ import annotations
@@ -11,116 +13,76 @@ import asyncio
 import logging
 import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from bridge.agent.outbox import Outbox
 from bridge.agent.runtime import SessionRuntime
-from bridge.errors import CloseCode, ErrorCode, LimitExceeded, ProtocolError
+from bridge.errors import CloseCode, ConnectionRefused, ErrorCode, ProtocolError
+from bridge.limits import ConnectionLimits
 from bridge.protocol import (
+    ByeMessage,
     ErrorMessage,
+    HelloMessage,
     PingMessage,
     PongMessage,
     ServerPingMessage,
     ServerPongMessage,
-    TokenMessage,
     dump_server_message,
     parse_client_message,
 )
-from bridge.server.settings import BridgeSettings
-from bridge.session import Session
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "Greeter"]
 
-log = logging.getLogger("bridge.server")
+log = logging.getLogger("bridge.server.connection")
 
 _FLUSH_TIMEOUT_S = 2.0
-# A coalesced token frame stops growing here, so a slow client's backlog stays bounded.
-_COALESCE_MAX_CHARS = 4096
+
+# Turns a hello into an attached runtime plus the header frames (ready, snapshot) to send first.
+Greeter = Callable[["Connection", HelloMessage], Awaitable[tuple[SessionRuntime, list[BaseModel]]]]
 
 
-class _Tokens:
-    """Tokens of one run waiting in the queue as one frame, serialised when it is sent."""
-
-    __slots__ = ("chars", "parts", "run_id", "seq")
-
-    def __init__(self, seq: int, run_id: str, content: str) -> None:
-        self.seq = seq
-        self.run_id = run_id
-        self.parts = [content]
-        self.chars = len(content)
-
-    def dump(self) -> str:
-        message = TokenMessage(seq=self.seq, run_id=self.run_id, content="".join(self.parts))
-        return dump_server_message(message)
-
-
-class Connection(Outbox):
+class Connection:
     def __init__(
         self,
         websocket: WebSocket,
-        session: Session,
-        settings: BridgeSettings,
-        make_runtime: Callable[[Outbox], SessionRuntime],
+        session_id: str,
+        limits: ConnectionLimits,
+        greet: Greeter,
+        leave: Callable[[Connection, bool], Awaitable[None]],
     ) -> None:
         self._ws = websocket
-        self._session = session
-        self._settings = settings
-        self._queue: deque[str | _Tokens] = deque()
-        # True only while a send is suspended, i.e. while the client is not keeping up.
-        self._sending = False
+        self.session_id = session_id
+        self._limits = limits
+        self._greet = greet
+        self._leave = leave
+        self.runtime: SessionRuntime | None = None
+        # Frames of this connection alone: answers before hello, then ready and snapshot.
+        self._direct: deque[str] = deque()
         self._wake = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
+        self._drained = asyncio.Event()
         self._pong = asyncio.Event()
         self._greeted = asyncio.Event()
         self._finished = asyncio.Event()
         self._closed = asyncio.Event()
         self._close_code: int | None = None
         self._close_reason = ""
-        self.runtime = make_runtime(self)
+        self._said_bye = False
 
-    # Outbox ------------------------------------------------------------------------------------
-
-    async def send(self, message: BaseModel) -> None:
-        if self._sending and type(message) is TokenMessage and self._coalesce(message):
-            return
-        while len(self._queue) >= self._settings.send_queue_size and not self._finished.is_set():
-            self._room.clear()
-            await self._room.wait()
-        if self._sending and type(message) is TokenMessage and not self._closed.is_set():
-            # The client is behind: later tokens of this run may join this frame.
-            self._queue.append(_Tokens(self._session.next_seq(), message.run_id, message.content))
-            self._wake.set()
-            return
-        self.post(message)
-
-    def _coalesce(self, message: TokenMessage) -> bool:
-        """Append a token to the last queued frame when that is a token frame of the same run.
-
-        A frame only becomes coalescable while the writer is stuck in a send, so a client that
-        keeps up gets one frame per token, at once, and a client that falls behind gets fewer,
-        larger frames instead of a queue of tiny ones (the writer's cost is per frame).
-        """
-        last = self._queue[-1] if self._queue else None
-        if (
-            type(last) is not _Tokens
-            or last.run_id != message.run_id
-            or last.chars + len(message.content) > _COALESCE_MAX_CHARS
-        ):
-            return False
-        last.parts.append(message.content)
-        last.chars += len(message.content)
-        return True
-
-    def post(self, message: BaseModel) -> None:
-        if self._closed.is_set():
-            return
-        message.seq = self._session.next_seq()  # type: ignore[attr-defined]
-        self._queue.append(dump_server_message(message))
+    def notify(self) -> None:
+        """The session has frames for this connection."""
         self._wake.set()
+
+    def send_direct(self, message: BaseModel) -> None:
+        self._direct.append(dump_server_message(message))
+        self._wake.set()
+
+    def _post(self, message: BaseModel) -> None:
+        if self.runtime is not None:
+            self.runtime.outbox.post(message)
+        else:
+            self.send_direct(message)
 
     # Lifecycle ---------------------------------------------------------------------------------
 
@@ -129,14 +91,13 @@ class Connection(Outbox):
         if not self._finished.is_set():
             self._close_code, self._close_reason = code, reason
             self._finished.set()
-            self._room.set()
 
     async def wait_closed(self, timeout_s: float) -> None:
         try:
             async with asyncio.timeout(timeout_s):
                 await self._closed.wait()
         except TimeoutError:
-            log.warning("connection for session %s did not close in time", self._session.id)
+            log.warning("connection for session %s did not close in time", self.session_id)
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write())
@@ -147,19 +108,18 @@ class Connection(Outbox):
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-            await self.runtime.close()
             await self._close_socket(writer)
+            await self._leave(self, self._said_bye)
 
     async def _close_socket(self, writer: asyncio.Task[None]) -> None:
         if self._close_code is not None and not writer.done():
+            self._drained.clear()
             self._wake.set()
             try:
                 async with asyncio.timeout(_FLUSH_TIMEOUT_S):
-                    while self._queue and not writer.done():
-                        self._room.clear()
-                        await self._room.wait()
+                    await self._drained.wait()
             except TimeoutError:
-                log.info("dropped %d queued messages at close", len(self._queue))
+                log.info("session %s: closed before everything queued was sent", self.session_id)
         self._closed.set()
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
@@ -171,27 +131,38 @@ class Connection(Outbox):
 
     # Tasks -------------------------------------------------------------------------------------
 
+    def _next_frame(self) -> str | None:
+        if self._direct:
+            return self._direct.popleft()
+        runtime = self.runtime
+        if runtime is None:
+            return None
+        frame = runtime.outbox.take()
+        if runtime.outbox.log.overflowed:
+            self.finish(CloseCode.POLICY, "the client is not reading its messages")
+        return frame
+
     async def _write(self) -> None:
         try:
             while True:
-                if not self._queue:
-                    self._room.set()
+                frame = self._next_frame()
+                if frame is None:
+                    self._drained.set()
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                item = self._queue.popleft()
-                if len(self._queue) < self._settings.send_queue_size:
-                    self._room.set()
-                frame = item if isinstance(item, str) else item.dump()
-                self._sending = True
+                log_state = self.runtime.outbox.log if self.runtime is not None else None
+                if log_state is not None:
+                    log_state.reader_busy = True
                 try:
                     await self._ws.send_text(frame)
                 finally:
-                    self._sending = False
+                    if log_state is not None:
+                        log_state.reader_busy = False
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.finish(None)
         except Exception:
-            log.exception("session %s: writer failed; closing with 1011", self._session.id)
+            log.exception("session %s: writer failed; closing with 1011", self.session_id)
             self.finish(CloseCode.INTERNAL, "internal error")
 
     async def _read(self) -> None:
@@ -202,56 +173,73 @@ class Connection(Outbox):
                     self.finish(None)
                     return
                 await self._on_frame(event.get("text"))
-        except LimitExceeded as exc:
-            log.info("closing session %s: %s", self._session.id, exc.message)
+        except ConnectionRefused as exc:
+            log.info("closing session %s: %s", self.session_id, exc.message)
+            if exc.tell_client:
+                self._post(ErrorMessage(code=exc.code, message=exc.message))
             self.finish(exc.close_code, exc.message)
         except (WebSocketDisconnect, OSError):
             self.finish(None)
         except Exception:
-            log.exception("session %s: unexpected error; closing with 1011", self._session.id)
+            log.exception("session %s: unexpected error; closing with 1011", self.session_id)
             self.finish(CloseCode.INTERNAL, "internal error")
 
     async def _on_frame(self, text: str | None) -> None:
         if text is None:
-            self.post(
+            self._post(
                 ErrorMessage(
                     code=ErrorCode.BINARY_NOT_SUPPORTED,
                     message="binary frames are not part of the protocol; send JSON text",
                 )
             )
             return
-        limit = self._settings.max_message_bytes
+        limit = self._limits.max_message_bytes
         if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
-            raise LimitExceeded(
+            raise ConnectionRefused(
                 f"message is larger than {limit} bytes", close_code=CloseCode.TOO_BIG
             )
         try:
             message = parse_client_message(text)
             if isinstance(message, PingMessage):
-                self.post(ServerPongMessage(nonce=message.nonce))
+                self._post(ServerPongMessage(nonce=message.nonce))
             elif isinstance(message, PongMessage):
                 self._pong.set()
+            elif isinstance(message, HelloMessage):
+                if self.runtime is not None:
+                    raise ProtocolError(
+                        "hello was already received", code=ErrorCode.ALREADY_GREETED
+                    )
+                runtime, headers = await self._greet(self, message)
+                for header in headers:
+                    self.send_direct(header)
+                self.runtime = runtime
+                self._greeted.set()
+            elif self.runtime is None:
+                raise ProtocolError(
+                    f"send hello before {message.type}", code=ErrorCode.HELLO_REQUIRED
+                )
+            elif isinstance(message, ByeMessage):
+                self._said_bye = True
+                self.finish(CloseCode.NORMAL, "bye")
             else:
                 await self.runtime.handle(message)
-                if self.runtime.greeted:
-                    self._greeted.set()
         except ProtocolError as exc:
-            self.post(ErrorMessage(code=exc.code, message=exc.message))
+            self._post(ErrorMessage(code=exc.code, message=exc.message))
 
     async def _watch(self) -> None:
         """Hello deadline first, then the heartbeat: a ping, and close 4408 without a pong."""
         try:
-            async with asyncio.timeout(self._settings.hello_timeout_s):
+            async with asyncio.timeout(self._limits.hello_timeout_s):
                 await self._greeted.wait()
         except TimeoutError:
             self.finish(CloseCode.POLICY, "no hello in time")
             return
         while True:
-            await asyncio.sleep(self._settings.heartbeat_interval_s)
+            await asyncio.sleep(self._limits.heartbeat_interval_s)
             self._pong.clear()
-            self.post(ServerPingMessage(nonce=secrets.token_hex(4)))
+            self._post(ServerPingMessage(nonce=secrets.token_hex(4)))
             try:
-                async with asyncio.timeout(self._settings.heartbeat_timeout_s):
+                async with asyncio.timeout(self._limits.heartbeat_timeout_s):
                     await self._pong.wait()
             except TimeoutError:
                 self.finish(CloseCode.HEARTBEAT_TIMEOUT, "no pong in time")

@@ -1,78 +1,208 @@
-"""Which sessions exist and which connection holds each: a newer connection replaces an older."""
+"""Which sessions exist, which connection each has, and how long each is held without one.
+
+A session is created by a valid `hello`, never by a bare socket. When its connection leaves,
+the session is held for the resume grace with its run going on; a client that comes back with
+the session's `resume_token` carries on where it left off. When the grace ends with nobody
+back, the run ends as `disconnected` and the session is kept, idle, until its time to live.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
-from bridge.errors import CloseCode
+from pydantic import BaseModel
+
+from bridge.agent.runtime import SessionRuntime
+from bridge.agent.server_tools import ServerTools
+from bridge.errors import CloseCode, ConnectionRefused, ErrorCode
+from bridge.limits import SessionLimits
+from bridge.models.base import Model
+from bridge.protocol import PROTOCOL_VERSION, ErrorMessage, HelloMessage, Limits
 from bridge.server.connection import Connection
-from bridge.session import Session, SessionLimits
-from bridge.toolspec import ToolSpec
+from bridge.session import ResumePlan, Session
 
 __all__ = ["SessionHub"]
+
+log = logging.getLogger("bridge.server.hub")
 
 _REPLACE_WAIT_S = 5.0
 
 
 class SessionHub:
-    """Keeps session state across reconnects for `ttl_s` after the last connection left."""
-
     def __init__(
         self,
         *,
         limits: SessionLimits,
-        server_tools: dict[str, ToolSpec],
-        ttl_s: float,
+        wire_limits: Limits,
+        queue_size: int,
+        server_tools: ServerTools,
+        model_for: Callable[[str], Model],
         max_sessions: int,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._limits = limits
+        self._wire_limits = wire_limits
+        self._queue_size = queue_size
         self._server_tools = server_tools
-        self._ttl_s = ttl_s
+        self._model_for = model_for
         self._max_sessions = max_sessions
         self._clock = clock
-        self._sessions: dict[str, Session] = {}
+        self._wall_clock = wall_clock
+        self._runtimes: dict[str, SessionRuntime] = {}
         self._connections: dict[str, Connection] = {}
+        self._held: dict[str, asyncio.TimerHandle] = {}
+        # Insertion order is departure order, so expiry looks only at the oldest departures.
         self._left_at: dict[str, float] = {}
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        return len(self._runtimes)
 
     @property
     def connected(self) -> int:
         return len(self._connections)
 
-    def session(self, session_id: str, loop_clock: Callable[[], float]) -> Session | None:
-        """The session's state, created on first use; None when the server is full."""
-        self._forget_expired()
-        found = self._sessions.get(session_id)
-        if found is None:
-            if len(self._sessions) >= self._max_sessions:
-                return None
-            found = Session(
-                session_id, clock=loop_clock, limits=self._limits, server_tools=self._server_tools
-            )
-            self._sessions[session_id] = found
-        self._left_at.pop(session_id, None)
-        return found
+    @property
+    def held(self) -> int:
+        return len(self._held)
 
-    async def attach(self, session_id: str, connection: Connection) -> None:
+    def runtime(self, session_id: str) -> SessionRuntime | None:
+        """The live session by id (for callers other than a connection: tests, other endpoints)."""
+        return self._runtimes.get(session_id)
+
+    # Arrival -----------------------------------------------------------------------------------
+
+    async def greet(
+        self, connection: Connection, hello: HelloMessage
+    ) -> tuple[SessionRuntime, list[BaseModel]]:
+        """Attach a connection to its session after a valid hello; create the session if new."""
+        if hello.protocol != PROTOCOL_VERSION:
+            raise ConnectionRefused(
+                f"this server speaks protocol {PROTOCOL_VERSION}",
+                close_code=CloseCode.POLICY,
+                code=ErrorCode.UNSUPPORTED_PROTOCOL,
+            )
+        session_id = connection.session_id
+        self._forget_expired()
+        runtime = self._runtimes.get(session_id)
+        headers: list[BaseModel] = []
+        if hello.resume is not None and runtime is not None:
+            plan = runtime.session.resume_plan(hello.resume)
+            if plan is ResumePlan.DENIED:
+                raise ConnectionRefused(
+                    "the resume token does not match this session",
+                    close_code=CloseCode.FORBIDDEN,
+                    code=ErrorCode.RESUME_DENIED,
+                )
+            await self._take_over(session_id, connection)
+            ready, snapshot = runtime.resume(
+                hello.tools, plan, hello.resume.last_seq, connection.notify
+            )
+            headers.append(ready)
+            if snapshot is not None:
+                headers.append(snapshot)
+            return runtime, headers
+        if hello.resume is not None:
+            headers.append(
+                ErrorMessage(
+                    code=ErrorCode.SESSION_EXPIRED,
+                    message="the session no longer exists; a new one was started",
+                )
+            )
+        if runtime is None:
+            runtime = self._create(session_id)
+        else:
+            # A client that does not resume holds none of the old calls: end what was running
+            # for the previous client, as a fresh start expects.
+            await self._take_over(session_id, connection)
+            await runtime.end("disconnected")
+        self._connections[session_id] = connection
+        headers.insert(0, runtime.greet(hello.tools, connection.notify))
+        return runtime, headers
+
+    def _create(self, session_id: str) -> SessionRuntime:
+        if len(self._runtimes) >= self._max_sessions:
+            raise ConnectionRefused("the server is at its session limit", close_code=CloseCode.BUSY)
+        session = Session(
+            session_id,
+            clock=self._wall_clock,
+            limits=self._limits,
+            server_tools=self._server_tools.specs,
+        )
+        runtime = SessionRuntime(
+            session,
+            self._model_for(session_id),
+            limits=self._wire_limits,
+            queue_size=self._queue_size,
+            server_tools=self._server_tools,
+        )
+        self._runtimes[session_id] = runtime
+        return runtime
+
+    async def _take_over(self, session_id: str, connection: Connection) -> None:
+        timer = self._held.pop(session_id, None)
+        if timer is not None:
+            timer.cancel()
+        self._left_at.pop(session_id, None)
         previous = self._connections.get(session_id)
         self._connections[session_id] = connection
-        if previous is not None:
+        if previous is not None and previous is not connection:
             previous.finish(CloseCode.REPLACED, "replaced by a newer connection")
             await previous.wait_closed(_REPLACE_WAIT_S)
 
-    def detach(self, session_id: str, connection: Connection) -> None:
-        if self._connections.get(session_id) is connection:
-            del self._connections[session_id]
-            self._left_at[session_id] = self._clock()
+    # Departure ---------------------------------------------------------------------------------
+
+    async def leave(self, connection: Connection, for_good: bool) -> None:
+        """A connection is gone; hold its session for a resume, or end it after `bye`."""
+        session_id = connection.session_id
+        if self._connections.get(session_id) is not connection:
+            return
+        del self._connections[session_id]
+        runtime = self._runtimes.get(session_id)
+        if runtime is None:
+            return
+        runtime.outbox.detach(connection.notify)
+        if for_good:
+            del self._runtimes[session_id]
+            await runtime.end("disconnected")
+            return
+        loop = asyncio.get_running_loop()
+        self._held[session_id] = loop.call_later(
+            self._limits.resume_grace_s, self._grace_over, session_id
+        )
+
+    def _grace_over(self, session_id: str) -> None:
+        self._held.pop(session_id, None)
+        runtime = self._runtimes.get(session_id)
+        if runtime is None or session_id in self._connections:
+            return
+        self._left_at[session_id] = self._clock()
+        task = asyncio.get_running_loop().create_task(runtime.end("disconnected"))
+        task.add_done_callback(_log_failure)
 
     def _forget_expired(self) -> None:
-        if not self._left_at:
-            return
-        cutoff = self._clock() - self._ttl_s
-        for session_id in [s for s, t in self._left_at.items() if t <= cutoff]:
+        cutoff = self._clock() - self._limits.ttl_s
+        while self._left_at:
+            session_id, left = next(iter(self._left_at.items()))
+            if left > cutoff:
+                break
             del self._left_at[session_id]
-            self._sessions.pop(session_id, None)
+            self._runtimes.pop(session_id, None)
+
+    async def close(self) -> None:
+        """Server shutdown: end every session's run."""
+        for timer in self._held.values():
+            timer.cancel()
+        self._held.clear()
+        runtimes = list(self._runtimes.values())
+        self._runtimes.clear()
+        await asyncio.gather(*(r.end("disconnected") for r in runtimes), return_exceptions=True)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("ending a held session failed", exc_info=task.exception())

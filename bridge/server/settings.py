@@ -1,4 +1,7 @@
-"""Server settings, read from `BRIDGE_*` environment variables."""
+"""Server settings, read from `BRIDGE_*` environment variables.
+
+Defaults come from the limit records in `bridge.limits`, so each is written once.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,13 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bridge.agent.loop import LoopConfig
-from bridge.protocol import Limits
-from bridge.session import SessionLimits
-from bridge.toolspec import ToolLimits
+from bridge.limits import ConnectionLimits, SessionLimits, ToolLimits
 
 __all__ = ["BridgeSettings"]
+
+_TOOL = ToolLimits()
+_SESSION = SessionLimits()
+_CONNECTION = ConnectionLimits()
 
 
 class BridgeSettings(BaseSettings):
@@ -28,15 +32,15 @@ class BridgeSettings(BaseSettings):
     )
     model_api: Literal["chat", "responses"] = "chat"
 
-    max_message_bytes: int = 1_048_576
-    send_queue_size: int = 256
-    hello_timeout_s: float = 10.0
-    heartbeat_interval_s: float = 20.0
-    heartbeat_timeout_s: float = 20.0
-    session_ttl_s: float = 600.0
-    resume_grace_s: float = 60.0
-    replay_max_messages: int = 2048
-    replay_max_bytes: int = 1_048_576
+    max_message_bytes: int = _CONNECTION.max_message_bytes
+    send_queue_size: int = _CONNECTION.send_queue_size
+    hello_timeout_s: float = _CONNECTION.hello_timeout_s
+    heartbeat_interval_s: float = _CONNECTION.heartbeat_interval_s
+    heartbeat_timeout_s: float = _CONNECTION.heartbeat_timeout_s
+    session_ttl_s: float = _SESSION.ttl_s
+    resume_grace_s: float = _SESSION.resume_grace_s
+    replay_max_messages: int = _SESSION.replay_max_messages
+    replay_max_bytes: int = _SESSION.replay_max_bytes
     max_sessions: int = 50_000
     compression: bool = False
     gc_tuning: bool = Field(
@@ -44,16 +48,16 @@ class BridgeSettings(BaseSettings):
         description="`agent-bridge serve` freezes start-up objects and raises GC thresholds.",
     )
 
-    max_tools: int = 64
-    max_description_chars: int = 2048
-    max_schema_bytes: int = 32_768
-    max_schema_depth: int = 24
-    default_tool_timeout_ms: int = 30_000
-    max_tool_timeout_ms: int = 300_000
-    human_timeout_ms: int = 600_000
-    progress_cap_ms: int = 600_000
-    max_steps: int = 8
-    max_queued_messages: int = 16
+    max_tools: int = _TOOL.max_tools
+    max_description_chars: int = _TOOL.max_description_chars
+    max_schema_bytes: int = _TOOL.max_schema_bytes
+    max_schema_depth: int = _TOOL.max_schema_depth
+    default_tool_timeout_ms: int = _TOOL.default_timeout_ms
+    max_tool_timeout_ms: int = _TOOL.max_timeout_ms
+    human_timeout_ms: int = _TOOL.human_timeout_ms
+    progress_cap_ms: int = _SESSION.progress_cap_ms
+    max_steps: int = _SESSION.max_steps
+    max_queued_messages: int = _SESSION.max_queued_messages
 
     def tool_limits(self) -> ToolLimits:
         return ToolLimits(
@@ -61,36 +65,28 @@ class BridgeSettings(BaseSettings):
             max_description_chars=self.max_description_chars,
             max_schema_bytes=self.max_schema_bytes,
             max_schema_depth=self.max_schema_depth,
-            max_timeout_ms=self.max_tool_timeout_ms,
             default_timeout_ms=self.default_tool_timeout_ms,
+            max_timeout_ms=self.max_tool_timeout_ms,
+            human_timeout_ms=self.human_timeout_ms,
         )
 
     def session_limits(self) -> SessionLimits:
         return SessionLimits(
             tools=self.tool_limits(),
             max_queued_messages=self.max_queued_messages,
-            progress_cap_s=self.progress_cap_ms / 1000,
-        )
-
-    def loop_config(self) -> LoopConfig:
-        return LoopConfig(
-            max_steps=self.max_steps,
-            default_timeout_ms=self.default_tool_timeout_ms,
-            max_timeout_ms=self.max_tool_timeout_ms,
-            human_timeout_ms=self.human_timeout_ms,
-        )
-
-    def wire_limits(self) -> Limits:
-        return Limits(
-            max_message_bytes=self.max_message_bytes,
-            max_tools=self.max_tools,
-            max_schema_bytes=self.max_schema_bytes,
-            max_tool_timeout_ms=self.max_tool_timeout_ms,
-            default_tool_timeout_ms=self.default_tool_timeout_ms,
-            human_timeout_ms=self.human_timeout_ms,
             progress_cap_ms=self.progress_cap_ms,
-            heartbeat_interval_ms=int(self.heartbeat_interval_s * 1000),
-            heartbeat_timeout_ms=int(self.heartbeat_timeout_s * 1000),
             max_steps=self.max_steps,
-            resume_grace_ms=int(self.resume_grace_s * 1000),
+            resume_grace_s=self.resume_grace_s,
+            replay_max_messages=self.replay_max_messages,
+            replay_max_bytes=self.replay_max_bytes,
+            ttl_s=self.session_ttl_s,
+        )
+
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(
+            max_message_bytes=self.max_message_bytes,
+            send_queue_size=self.send_queue_size,
+            hello_timeout_s=self.hello_timeout_s,
+            heartbeat_interval_s=self.heartbeat_interval_s,
+            heartbeat_timeout_s=self.heartbeat_timeout_s,
         )

@@ -12,7 +12,8 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from bridge.testing import RunningServer
-from bridge.toolspec import ToolLimits, ToolSpec, parse_tool
+from bridge.limits import ToolLimits
+from bridge.toolspec import ToolSpec, parse_tool
 
 TOOLS_DIR = Path(__file__).resolve().parents[2] / "tools"
 TIMEOUT_MS = 15_000

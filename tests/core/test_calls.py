@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
 from bridge.calls import CallState, CallTable, Delivery
@@ -19,8 +17,7 @@ class FakeClock:
 
 def table(cap_s: float = 10.0) -> tuple[CallTable, FakeClock]:
     clock = FakeClock()
-    counter = itertools.count(1)
-    return CallTable(clock, progress_cap_s=cap_s, new_id=lambda: f"c{next(counter)}"), clock
+    return CallTable(clock, progress_cap_s=cap_s, id_prefix="t"), clock
 
 
 def test_ids_are_unique() -> None:

@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from bridge.calls import TerminalStatus
-from bridge.conversation import AssistantTurn, ToolCall, ToolResult, UserTurn
+from bridge.conversation import AssistantTurn, ToolCall, UserTurn, make_result
+from bridge.limits import ToolLimits
 from bridge.models.base import TextDelta, ToolCallEvent
 from bridge.models.offline import OfflineModel, fill_arguments
 from bridge.server.settings import BridgeSettings
-from bridge.toolspec import ToolLimits, ToolSpec, parse_tool, register_many
+from bridge.toolspec import ToolSpec, parse_tool, register_many
 
 TOOLS_DIR = Path(__file__).resolve().parents[2] / "tools"
 DEFINITIONS = sorted(TOOLS_DIR.glob("*.json"))
@@ -156,7 +157,7 @@ async def test_the_offline_model_answers_the_demo_question_with_the_title() -> N
     turns = [
         UserTurn(question),
         AssistantTurn("", (ToolCall("c1", "read_page", "{}"),)),
-        ToolResult("c1", "read_page", TerminalStatus.OK, "", page),
+        make_result(ToolCall("c1", "read_page", "{}"), TerminalStatus.OK, data=page),
     ]
     events = [e async for e in OfflineModel().stream(turns, specs())]
     text = "".join(e.text for e in events if isinstance(e, TextDelta))

@@ -8,7 +8,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from bridge.fastschema import compile_check
-from bridge.toolspec import ToolLimits, parse_tool
+from bridge.limits import ToolLimits
+from bridge.toolspec import parse_tool
 
 SCHEMAS: list[dict[str, Any]] = [
     {"type": "object", "properties": {}},

@@ -8,8 +8,9 @@ from bridge.agent.server_tools import ServerTools
 from bridge.calls import TerminalStatus
 from bridge.conversation import AssistantTurn, Conversation, ToolCall, ToolResult, UserTurn
 from bridge.errors import ErrorCode, ProtocolError
-from bridge.session import Session, SessionLimits
-from bridge.toolspec import ToolLimits
+from bridge.limits import SessionLimits, ToolLimits
+from bridge.protocol import ServerPongMessage
+from bridge.session import Session
 
 
 def tool(name: str) -> dict[str, object]:
@@ -29,7 +30,8 @@ def make(max_tools: int = 4, max_queued: int = 2) -> Session:
 
 def test_seq_increases_by_one() -> None:
     session = make()
-    assert [session.next_seq() for _ in range(3)] == [1, 2, 3]
+    pushed = [session.outbound.push(ServerPongMessage(nonce=str(n))) for n in range(3)]
+    assert pushed == [1, 2, 3]
     assert session.last_seq == 3
 
 

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from bridge.errors import ErrorCode, ToolDefinitionError
-from bridge.toolspec import ToolLimits, parse_tool, register_many
+from bridge.limits import ToolLimits
+from bridge.toolspec import parse_tool, register_many
 
 LIMITS = ToolLimits(max_tools=3, max_schema_bytes=2000, max_schema_depth=8, max_timeout_ms=5000)
 

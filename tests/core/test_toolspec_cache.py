@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bridge.errors import ToolDefinitionError
-from bridge.toolspec import ToolLimits, parse_tool
+from bridge.limits import ToolLimits
+from bridge.toolspec import parse_tool
 
 DEFINITION = {
     "name": "lookup",

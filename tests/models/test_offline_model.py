@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 from bridge.calls import TerminalStatus
-from bridge.conversation import AssistantTurn, ToolCall, ToolResult, Turn, UserTurn
+from bridge.conversation import AssistantTurn, ToolCall, Turn, UserTurn, make_result
+from bridge.limits import ToolLimits
 from bridge.models.base import ModelEvent, TextDelta, ToolCallEvent
 from bridge.models.offline import OfflineModel, fill_arguments
-from bridge.toolspec import ToolLimits, ToolSpec, parse_tool
+from bridge.toolspec import ToolSpec, parse_tool
 
 
 def spec(name: str, description: str, parameters: dict[str, Any] | None = None) -> ToolSpec:
@@ -74,7 +75,9 @@ async def test_answers_from_the_result() -> None:
     turns: list[Turn] = [
         UserTurn("title?"),
         AssistantTurn("", (ToolCall("c1", "read_page", "{}"),)),
-        ToolResult("c1", "read_page", TerminalStatus.OK, "", {"title": "Demo page"}),
+        make_result(
+            ToolCall("c1", "read_page", "{}"), TerminalStatus.OK, data={"title": "Demo page"}
+        ),
     ]
     out = await events(turns, TOOLS)
     text = "".join(e.text for e in out if isinstance(e, TextDelta))

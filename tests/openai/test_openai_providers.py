@@ -22,7 +22,8 @@ from bridge.errors import ErrorCode
 from bridge.models.base import ModelError, TextDelta, ToolCallEvent, UsageEvent
 from bridge.models.openai_chat import _events
 from bridge.testing import Fail, OpenAIServer, Reply, tool_call
-from bridge.toolspec import ToolLimits, parse_tool
+from bridge.limits import ToolLimits
+from bridge.toolspec import parse_tool
 from tests.openai.openai_support import APIS, BOUND_S, provider, sent_calls, sent_results
 
 WEATHER = parse_tool(
@@ -111,7 +112,7 @@ async def test_the_conversation_is_mapped_with_every_result_paired(api: str) -> 
                 ToolCall("call_r", "get_weather", '{"city": "Rome"'),
             ),
         ),
-        ToolResult("call_p", "get_weather", TerminalStatus.OK, "sunny", "sunny"),
+        ToolResult("call_p", "get_weather", TerminalStatus.OK, "sunny"),
         ToolResult(
             "call_r",
             "get_weather",

@@ -8,10 +8,11 @@ from typing import Any
 
 from starlette.websockets import WebSocketState
 
+from bridge.agent.outbox import Outbox
+from bridge.limits import ConnectionLimits
+from bridge.outbound import OutboundLog
 from bridge.protocol import TokenMessage, ToolCancelMessage
 from bridge.server.connection import Connection
-from bridge.server.settings import BridgeSettings
-from bridge.session import Session
 
 BOUND_S = 5
 
@@ -46,19 +47,29 @@ class SlowSocket:
 
 
 class IdleRuntime:
-    greeted = True
+    def __init__(self) -> None:
+        self.outbox = Outbox(OutboundLog(max_messages=1024, max_bytes=1 << 20), queue_size=256)
 
     async def handle(self, message: object) -> None:
         return None
 
-    async def close(self) -> None:
-        return None
+
+async def _never(*_args: object) -> tuple[object, list[object]]:
+    raise AssertionError("the test attaches the connection itself")
 
 
-def open_connection(socket: SlowSocket) -> Connection:
-    session = Session("s", clock=asyncio.get_running_loop().time)
-    settings = BridgeSettings(hello_timeout_s=BOUND_S, heartbeat_interval_s=3600)
-    return Connection(socket, session, settings, lambda _outbox: IdleRuntime())  # type: ignore[arg-type]
+async def _left(*_args: object) -> None:
+    return None
+
+
+def open_connection(socket: SlowSocket) -> tuple[Connection, Outbox]:
+    limits = ConnectionLimits(hello_timeout_s=BOUND_S, heartbeat_interval_s=3600)
+    connection = Connection(socket, "s", limits, _never, _left)  # type: ignore[arg-type]
+    runtime = IdleRuntime()
+    connection.runtime = runtime  # type: ignore[assignment]
+    connection._greeted.set()
+    runtime.outbox.attach(None, connection.notify)
+    return connection, runtime.outbox
 
 
 async def frames(socket: SlowSocket, count: int) -> list[dict[str, Any]]:
@@ -71,16 +82,16 @@ async def frames(socket: SlowSocket, count: int) -> list[dict[str, Any]]:
 
 async def test_tokens_join_one_frame_while_a_send_is_stuck() -> None:
     socket = SlowSocket(block_first=True)
-    connection = open_connection(socket)
+    connection, outbox = open_connection(socket)
     task = asyncio.create_task(connection.run())
-    await connection.send(TokenMessage(run_id="r", content="a"))
+    await outbox.send(TokenMessage(run_id="r", content="a"))
     async with asyncio.timeout(BOUND_S):
         await socket.entered.wait()
     for text in ("b", "c", "d"):
-        await connection.send(TokenMessage(run_id="r", content=text))
-    connection.post(ToolCancelMessage(id="x", reason="cancelled"))
-    await connection.send(TokenMessage(run_id="r", content="e"))
-    await connection.send(TokenMessage(run_id="other", content="f"))
+        await outbox.send(TokenMessage(run_id="r", content=text))
+    outbox.post(ToolCancelMessage(id="x", reason="cancelled"))
+    await outbox.send(TokenMessage(run_id="r", content="e"))
+    await outbox.send(TokenMessage(run_id="other", content="f"))
     socket.gate.set()
     sent = await frames(socket, 5)
     assert [(f["type"], f.get("content")) for f in sent] == [
@@ -98,10 +109,10 @@ async def test_tokens_join_one_frame_while_a_send_is_stuck() -> None:
 
 async def test_a_client_that_keeps_up_gets_one_frame_per_token() -> None:
     socket = SlowSocket(block_first=False)
-    connection = open_connection(socket)
+    connection, outbox = open_connection(socket)
     task = asyncio.create_task(connection.run())
     for text in ("a", "b", "c"):
-        await connection.send(TokenMessage(run_id="r", content=text))
+        await outbox.send(TokenMessage(run_id="r", content=text))
     sent = await frames(socket, 3)
     assert [f["content"] for f in sent] == ["a", "b", "c"]
     connection.finish(None)
