@@ -1,5 +1,19 @@
 """Python client for agent-bridge."""
 
-from bridge_client.client import BridgeClient, RunResult, ToolContext, ToolDenied
+from bridge_client.client import (
+    BridgeClient,
+    ConversationReset,
+    RunResult,
+    ToolContext,
+    ToolDenied,
+    backoff_delay,
+)
 
-__all__ = ["BridgeClient", "RunResult", "ToolContext", "ToolDenied"]
+__all__ = [
+    "BridgeClient",
+    "ConversationReset",
+    "RunResult",
+    "ToolContext",
+    "ToolDenied",
+    "backoff_delay",
+]

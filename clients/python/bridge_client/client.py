@@ -1,28 +1,81 @@
-"""An asyncio client: register Python functions as tools, send messages, read the stream."""
+"""An asyncio client: register Python functions as tools, send messages, read the stream.
+
+The client outlives its connections. After an unexpected close or a network error it reconnects
+(the first retry at once, then a capped, jittered backoff) and resumes the session with the
+`resume_token` of the last `ready` and the highest `seq` it processed, so the server replays what
+was missed. Frames are deduplicated by `seq`, so the app sees each server message once. A tool's
+result is kept until the server has it, so a result lost with a connection is sent again, and a
+handler never runs twice for one call id. It does not reconnect after `close()`, `bye()`, or a
+close that says retrying is pointless (authentication, policy, size, replaced, normal close).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import json
+import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import websockets
 from pydantic import TypeAdapter
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
 
 from bridge_client.schema import context_parameter, parameters_schema
 
-__all__ = ["BridgeClient", "RunResult", "ToolContext", "ToolDenied"]
+__all__ = [
+    "BridgeClient",
+    "ConversationReset",
+    "RunResult",
+    "ToolContext",
+    "ToolDenied",
+    "backoff_delay",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _JSON = TypeAdapter(Any)
 _END = object()
 
+# Closes after which the same hello would be refused again, or that the server meant as final.
+# 4409 is "replaced by a newer connection": coming back would replace the newer one in turn.
+_FINAL_CLOSE_CODES = frozenset({1000, 1002, 1003, 1007, 1008, 1009, 1010, 4401, 4403, 4409})
+# Until the first `ready` says otherwise: the protocol's default interval plus timeout.
+_DEFAULT_DEAD_AFTER_S = 40.0
+# Call ids remembered after their call ended, so a stray redelivery can never run a handler again.
+_MAX_ENDED_CALLS = 10_000
+_SYNC_NONCE = "bridge_client.sync."
+
+_CallState = Literal["running", "kept", "ended"]
+
 
 class ToolDenied(Exception):
     """Raise from a handler when the user refused: the call ends as `denied`, not `error`."""
+
+
+class ConversationReset(Exception):
+    """The server no longer had the session (it expired or the server restarted without it).
+
+    The client has started a fresh session with the same tools; the conversation so far, its
+    pending calls and any run in progress are gone. `run()` waiting on such a run raises this.
+    """
+
+
+def backoff_delay(
+    attempt: int, *, base_s: float, cap_s: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Seconds to wait before reconnect attempt `attempt` (0-based) of one outage.
+
+    The first retry goes at once: most drops are a blip and the session is waiting. Later ones
+    wait a random time between half and all of a doubling, capped ceiling, so clients that lost
+    the same server do not come back in lockstep.
+    """
+    if attempt <= 0:
+        return 0.0
+    ceiling: float = min(cap_s, base_s * 2.0 ** (attempt - 1))
+    return ceiling / 2 + rand() * ceiling / 2
 
 
 @dataclass
@@ -33,13 +86,18 @@ class ToolContext:
     _client: BridgeClient
 
     async def progress(self, progress: float | None = None, message: str | None = None) -> None:
-        """Tell the server the call is alive: it pushes the deadline out (up to a hard cap)."""
+        """Tell the server the call is alive: it pushes the deadline out (up to a hard cap).
+
+        Best effort: while the client is reconnecting the report is dropped, not queued.
+        """
         payload: dict[str, Any] = {"type": "tool_progress", "id": self.call_id}
         if progress is not None:
             payload["progress"] = progress
         if message is not None:
             payload["message"] = message
-        await self._client.send_json(payload)
+        link = self._client._link
+        if link is not None and link.ready:
+            await self._client._send_on(link, payload)
 
 
 @dataclass
@@ -51,6 +109,10 @@ class _Tool:
 
 @dataclass
 class RunResult:
+    """A run as `run()` saw it. `reason` is the `complete` reason, or `unknown` when the run ended
+    while the client was away for longer than the server's replay window (its `snapshot` showed
+    the run's text but not how it ended)."""
+
     run_id: str
     text: str
     reason: str
@@ -58,8 +120,41 @@ class RunResult:
     usage: dict[str, Any] | None = None
 
 
+@dataclass(eq=False)
+class _Link:
+    """One WebSocket connection of the client's session."""
+
+    ws: ClientConnection
+    number: int
+    ready: bool = False
+    # Call ids answered on this connection: a resume and a redelivery of the same call must not
+    # both send the result (the second would earn a `duplicate_response`).
+    answered: set[str] = field(default_factory=set)
+    sync_nonce: str | None = None
+
+
+@dataclass(eq=False)
+class _Outgoing:
+    """A user message until its `run_started` shows the server has it."""
+
+    content: str
+    link: _Link | None = None
+    run_id: str | None = None
+
+
 class BridgeClient:
-    """`async with BridgeClient(url) as client:` connects, says hello and registers the tools."""
+    """`async with BridgeClient(url) as client:` connects, says hello and registers the tools.
+
+    Reconnecting: `reconnect=False` gives the old behaviour (the first close ends the client).
+    `reconnects` counts the connections made after the first, `dead_links` the connections
+    given up for silence (no frame for `heartbeat_interval_ms + heartbeat_timeout_ms` of
+    `ready.limits`), `duplicates` the replayed frames dropped because their `seq` was seen.
+
+    When a resume finds that the server no longer has the session (`error session_expired`),
+    the client carries on in a fresh session with the same tools, adds one to
+    `conversation_resets`, calls `on_conversation_reset()` (if given; it may be async), and a
+    `run()` still waiting raises `ConversationReset`. The `error` event is also in the stream.
+    """
 
     def __init__(
         self,
@@ -69,21 +164,71 @@ class BridgeClient:
         client_name: str = "bridge_client/python",
         answer_pings: bool = True,
         max_size: int = 16 * 1024 * 1024,
+        reconnect: bool = True,
+        max_reconnect_attempts: int | None = None,
+        backoff_base_s: float = 0.1,
+        backoff_cap_s: float = 5.0,
+        open_timeout_s: float = 10.0,
+        close_timeout_s: float = 5.0,
+        on_conversation_reset: Callable[[], Any] | None = None,
     ) -> None:
         self.url = url
         self._token = token
         self._client_name = client_name
         self.answer_pings = answer_pings
         self._max_size = max_size
+        self.reconnect = reconnect
+        self.max_reconnect_attempts = max_reconnect_attempts
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self._open_timeout_s = open_timeout_s
+        self._close_timeout_s = close_timeout_s
+        self.on_conversation_reset = on_conversation_reset
         self._tools: dict[str, _Tool] = {}
-        self._ws: Any = None
         self._events: asyncio.Queue[Any] = asyncio.Queue()
-        self._reader: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._link: _Link | None = None
+        self._links = 0
+        self._greet = True
+        self._closing = False
+        self._finished = False
+        self._changed: asyncio.Future[None] | None = None
+        self._failures = 0
+        self._dead_after_s = _DEFAULT_DEAD_AFTER_S
+        self._last_seq = 0
+        self._resume_token: str | None = None
+        self._calls: dict[str, _CallState] = {}
         self._handlers: dict[str, asyncio.Task[None]] = {}
+        self._kept: dict[str, dict[str, Any]] = {}
+        self._outgoing: list[_Outgoing] = []
+        self._active_runs: set[str] = set()
+        self._known_runs: set[str] = set()
+        self._syncs = 0
         self.ready: dict[str, Any] = {}
         self.close_code: int | None = None
+        self.reconnects = 0
+        self.dead_links = 0
+        self.duplicates = 0
+        self.conversation_resets = 0
 
     # Tools -------------------------------------------------------------------------------------
+
+    @overload
+    def tool(self, func: F) -> F: ...
+
+    @overload
+    def tool(
+        self,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout_ms: int | None = None,
+        interactive: bool = False,
+        read_only: bool = False,
+        destructive: bool = False,
+        idempotent: bool = False,
+        output_schema: dict[str, Any] | None = None,
+    ) -> Callable[[F], F]: ...
 
     def tool(
         self,
@@ -95,9 +240,14 @@ class BridgeClient:
         interactive: bool = False,
         read_only: bool = False,
         destructive: bool = False,
+        idempotent: bool = False,
         output_schema: dict[str, Any] | None = None,
-    ) -> Any:
-        """Register a handler (sync or async); its JSON Schema comes from its type hints."""
+    ) -> F | Callable[[F], F]:
+        """Register a handler (sync or async); its JSON Schema comes from its type hints.
+
+        `idempotent=True` tells the server and the model the tool is safe to run again with the
+        same arguments. This client never runs a handler twice for one call either way.
+        """
 
         def register(fn: F) -> F:
             ctx = context_parameter(fn, ToolContext)
@@ -112,6 +262,7 @@ class BridgeClient:
                 ("interactive", interactive or None),
                 ("read_only", read_only or None),
                 ("destructive", destructive or None),
+                ("idempotent", idempotent or None),
             ):
                 if value is not None:
                     definition[key] = value
@@ -126,6 +277,20 @@ class BridgeClient:
 
     # Connection --------------------------------------------------------------------------------
 
+    @property
+    def last_seq(self) -> int:
+        """The highest `seq` processed: what a resume asks the server to replay after."""
+        return self._last_seq
+
+    @property
+    def resume_token(self) -> str | None:
+        return self._resume_token
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is up and its `ready` has arrived."""
+        return self._link is not None and self._link.ready
+
     async def __aenter__(self) -> BridgeClient:
         await self.connect()
         return self
@@ -134,49 +299,255 @@ class BridgeClient:
         await self.close()
 
     async def connect(self, *, hello: bool = True) -> None:
-        headers = {"Authorization": f"Bearer {self._token}"} if self._token else None
-        self._ws = await websockets.connect(
-            self.url, additional_headers=headers, max_size=self._max_size, compression=None
-        )
-        self._reader = asyncio.create_task(self._read())
+        """Connect, and (with `hello`) register the tools and wait for `ready`.
+
+        With `hello=False` the app speaks the protocol itself and the client never reconnects.
+        """
+        self._greet = hello
+        self._closing = False
+        self._finished = False
+        link = await self._dial()
+        self._supervisor = asyncio.create_task(self._supervise(link))
         if hello:
-            await self.send_json(
-                {
-                    "type": "hello",
-                    "protocol": 1,
-                    "tools": self.definitions,
-                    "client": self._client_name,
-                }
-            )
             self.ready = await self.wait_for("ready")
 
+    async def bye(self) -> None:
+        """Leave for good: the server ends the session now instead of holding it for a resume."""
+        self._closing = True
+        link = self._link
+        if link is not None:
+            try:
+                await link.ws.send(json.dumps({"type": "bye"}))
+                async with asyncio.timeout(self._close_timeout_s):
+                    await link.ws.wait_closed()
+            except (websockets.ConnectionClosed, TimeoutError):
+                pass
+        await self.close()
+
     async def close(self) -> None:
+        """Close without `bye`: the server holds the session for its grace period."""
+        self._closing = True
         for task in self._handlers.values():
             task.cancel()
-        if self._ws is not None:
-            await self._ws.close()
-        if self._reader is not None:
-            await asyncio.gather(self._reader, return_exceptions=True)
+        link = self._link
+        if link is not None:
+            await link.ws.close()
+        supervisor = self._supervisor
+        if supervisor is not None:
+            if link is None and not supervisor.done():
+                # Between two connections: waiting out a backoff or dialing.
+                supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
+
+    def _should_reconnect(self, code: int | None) -> bool:
+        if self._closing or not self.reconnect or not self._greet:
+            return False
+        if code == 4408 and not self.answer_pings:
+            # This client chose not to answer pings: a new connection would end the same way.
+            return False
+        return code not in _FINAL_CLOSE_CODES
+
+    async def _dial(self) -> _Link:
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else None
+        ws = await ws_connect(
+            self.url,
+            additional_headers=headers,
+            max_size=self._max_size,
+            compression=None,
+            open_timeout=self._open_timeout_s,
+            close_timeout=self._close_timeout_s,
+        )
+        self._links += 1
+        link = _Link(ws, self._links)
+        if self._greet:
+            hello: dict[str, Any] = {
+                "type": "hello",
+                "protocol": 1,
+                "tools": self.definitions,
+                "client": self._client_name,
+            }
+            if self._resume_token is not None:
+                hello["resume"] = {"token": self._resume_token, "last_seq": self._last_seq}
+            try:
+                await ws.send(json.dumps(hello))
+            except websockets.ConnectionClosed:
+                await ws.close()
+                raise
+        self._link = link
+        return link
+
+    async def _supervise(self, link: _Link | None) -> None:
+        try:
+            while link is not None:
+                code = await self._pump(link)
+                self._link = None
+                self._pulse()
+                if not self._should_reconnect(code):
+                    return
+                link = await self._redial()
+        finally:
+            self._link = None
+            self._finished = True
+            for task in self._handlers.values():
+                task.cancel()
+            self._events.put_nowait(_END)
+            self._pulse()
+
+    async def _redial(self) -> _Link | None:
+        while not self._closing:
+            attempts = self._failures
+            if self.max_reconnect_attempts is not None and attempts >= self.max_reconnect_attempts:
+                return None
+            self._failures += 1
+            delay = backoff_delay(attempts, base_s=self.backoff_base_s, cap_s=self.backoff_cap_s)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._closing:
+                return None
+            try:
+                link = await self._dial()
+            except (OSError, TimeoutError, websockets.WebSocketException):
+                continue
+            self.reconnects += 1
+            return link
+        return None
+
+    async def _pump(self, link: _Link) -> int | None:
+        """Read one connection until it ends; the close code, 1006 for a silent or broken link."""
+        ws = link.ws
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self._dead_after_s):
+                        frame = await ws.recv()
+                except TimeoutError:
+                    # Half-open links send nothing and never fail on their own.
+                    self.dead_links += 1
+                    ws.transport.abort()
+                    self.close_code = 1006
+                    return 1006
+                try:
+                    event = json.loads(frame)
+                except ValueError:
+                    continue
+                if isinstance(event, dict):
+                    await self._dispatch(link, event)
+        except websockets.ConnectionClosed:
+            pass
+        self.close_code = ws.close_code
+        return ws.close_code
+
+    def _pulse(self) -> None:
+        """Wake whoever waits for a usable connection (or for the end)."""
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+        self._changed = None
+
+    async def _usable_link(self) -> _Link:
+        while True:
+            if self._finished:
+                raise ConnectionError(f"connection closed with code {self.close_code}")
+            link = self._link
+            if link is not None and (link.ready or not self._greet):
+                return link
+            if self._changed is None:
+                self._changed = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._changed)
 
     # Sending -----------------------------------------------------------------------------------
 
     async def send_json(self, payload: dict[str, Any]) -> None:
-        await self._ws.send(json.dumps(payload))
+        """Send one frame; while reconnecting, waits for the next connection to be ready.
+
+        Raises `ConnectionError` when the client is closed for good, or when the connection
+        drops while the frame is being written (it may or may not have arrived).
+        """
+        await self.send_raw(json.dumps(payload))
 
     async def send_raw(self, frame: str | bytes) -> None:
         """Send a frame as is (for testing a server's handling of bad input)."""
-        await self._ws.send(frame)
+        link = await self._usable_link()
+        try:
+            await link.ws.send(frame)
+        except websockets.ConnectionClosed as exc:
+            raise ConnectionError("the connection dropped while sending") from exc
 
     async def send(self, text: str) -> None:
-        await self.send_json({"type": "message", "content": text})
+        """Send a user message. Across drops it is delivered once: a message that may have been
+        lost with a connection is sent again only when the server shows it never got it."""
+        await self._submit(text)
 
     async def stop(self) -> None:
+        # The server drops messages queued behind the run, so they must not be sent again.
+        self._outgoing = [e for e in self._outgoing if e.run_id is not None]
         await self.send_json({"type": "stop"})
+
+    async def _send_on(self, link: _Link, payload: dict[str, Any]) -> bool:
+        """Write on one connection; a frame lost with it is the resume's business."""
+        try:
+            await link.ws.send(json.dumps(payload))
+        except websockets.ConnectionClosed:
+            return False
+        return True
+
+    async def _submit(self, text: str) -> _Outgoing:
+        if self._finished:
+            raise ConnectionError(f"connection closed with code {self.close_code}")
+        entry = _Outgoing(text)
+        self._outgoing.append(entry)
+        link = self._link
+        if link is not None and link.ready:
+            await self._flush(link)
+        return entry
+
+    async def _flush(self, link: _Link) -> None:
+        """Send the messages not sent yet, in order, unless a check of earlier ones is open."""
+        if link.sync_nonce is not None:
+            return
+        for entry in list(self._outgoing):
+            if entry.link is None and self._link is link:
+                entry.link = link
+                await self._send_on(link, {"type": "message", "content": entry.content})
+
+    def _uncertain(self, link: _Link) -> list[_Outgoing]:
+        return [
+            e
+            for e in self._outgoing
+            if e.run_id is None and e.link is not None and e.link is not link
+        ]
+
+    async def _reconcile(self, link: _Link) -> None:
+        """Find out whether messages sent on a lost connection reached the server.
+
+        A message the server got starts a run at once when none is running, so once a ping sent
+        now is answered with no run going, every such message still unconfirmed was lost.
+        """
+        if link.sync_nonce is not None:
+            return
+        if not self._uncertain(link):
+            await self._flush(link)
+            return
+        self._syncs += 1
+        link.sync_nonce = f"{_SYNC_NONCE}{self._syncs}"
+        await self._send_on(link, {"type": "ping", "nonce": link.sync_nonce})
+
+    async def _on_sync(self, link: _Link) -> None:
+        link.sync_nonce = None
+        if self._active_runs:
+            return  # the next `complete` checks again
+        for entry in self._uncertain(link):
+            entry.link = link
+            await self._send_on(link, {"type": "message", "content": entry.content})
+        await self._flush(link)
 
     # Receiving ---------------------------------------------------------------------------------
 
     async def next_event(self) -> dict[str, Any]:
-        """The next server message; raises ConnectionError once the socket has closed."""
+        """The next server message; raises ConnectionError once the client is closed for good.
+
+        A dropped connection the client recovers from is not an end: replayed messages follow
+        (each delivered once), preceded by the new connection's `ready`.
+        """
         event = await self._events.get()
         if event is _END:
             self._events.put_nowait(_END)
@@ -197,46 +568,197 @@ class BridgeClient:
                 return event
 
     async def run(self, text: str) -> RunResult:
-        """Send a message and collect its run until `complete`."""
-        await self.send(text)
-        return await self.collect_run()
+        """Send a message and collect its run until `complete`, across reconnects.
+
+        The text is the final attempt's: a step the server made again (`step_retry`) counts once.
+        """
+        entry = await self._submit(text)
+        return await self._collect(entry)
 
     async def collect_run(self) -> RunResult:
+        """Collect the next run to start, until its `complete`."""
+        return await self._collect(None)
+
+    async def _collect(self, entry: _Outgoing | None) -> RunResult:
         events: list[dict[str, Any]] = []
         run_id = ""
+        parts: list[str] = []
+        step_start = 0
         while True:
             event = await self.next_event()
             events.append(event)
-            if event["type"] == "run_started" and not run_id:
-                run_id = event["run_id"]
-            if event["type"] == "complete" and event["run_id"] == run_id:
-                text = "".join(e["content"] for e in events if e["type"] == "token")
-                return RunResult(run_id, text, event["reason"], events, event.get("usage"))
+            kind = event["type"]
+            if kind == "error" and event.get("code") == "session_expired":
+                raise ConversationReset("the server no longer had the session; it starts afresh")
+            if kind == "snapshot":
+                if not run_id and entry is not None and entry.run_id is not None:
+                    run_id = entry.run_id
+                if not run_id:
+                    continue
+                current = event.get("run") or {}
+                if current.get("run_id") == run_id:
+                    parts = [str(current.get("content", ""))]
+                    step_start = len(parts)
+                    continue
+                said = [
+                    str(turn.get("content", ""))
+                    for turn in event.get("turns", [])
+                    if turn.get("run_id") == run_id and turn.get("role") == "assistant"
+                ]
+                return RunResult(run_id, "".join(said), "unknown", events)
+            if kind == "run_started" and not run_id:
+                if entry is None or entry.run_id == event["run_id"]:
+                    run_id = event["run_id"]
+                continue
+            if not run_id or event.get("run_id") != run_id:
+                continue
+            if kind == "token":
+                parts.append(event["content"])
+            elif kind in ("tool_request", "tool_result"):
+                step_start = len(parts)
+            elif kind == "step_retry":
+                del parts[step_start:]
+            elif kind == "complete":
+                usage = event.get("usage")
+                return RunResult(run_id, "".join(parts), event["reason"], events, usage)
 
-    async def _read(self) -> None:
-        try:
-            async for frame in self._ws:
-                event = json.loads(frame)
-                kind = event.get("type")
-                if kind == "ping" and self.answer_pings:
-                    await self.send_json({"type": "pong", "nonce": event.get("nonce")})
-                elif kind == "tool_request":
-                    self._start_handler(event)
-                elif kind == "tool_cancel":
-                    task = self._handlers.pop(event["id"], None)
-                    if task is not None:
-                        task.cancel()
-                self._events.put_nowait(event)
-        except websockets.ConnectionClosed:
-            pass
-        finally:
-            self.close_code = self._ws.close_code
-            self._events.put_nowait(_END)
+    async def _dispatch(self, link: _Link, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "error" and event.get("code") == "session_expired":
+            # The fresh session numbers from 1 again, this error included.
+            await self._reset_conversation()
+        seq = event.get("seq")
+        if kind not in ("ready", "snapshot") and isinstance(seq, int):
+            if seq <= self._last_seq:
+                self.duplicates += 1
+                return
+            self._last_seq = seq
+        if kind == "ready":
+            await self._on_ready(link, event)
+        elif kind == "snapshot":
+            self._on_snapshot(event)
+        elif kind == "ping":
+            if self.answer_pings:
+                await self._send_on(link, {"type": "pong", "nonce": event.get("nonce")})
+        elif kind == "pong" and link.sync_nonce and event.get("nonce") == link.sync_nonce:
+            await self._on_sync(link)
+            return
+        elif kind == "tool_request":
+            await self._on_request(link, event)
+        elif kind == "tool_cancel":
+            self._end_call(str(event.get("id")), cancel=True)
+        elif kind == "tool_result":
+            self._end_call(str(event.get("id")), cancel=False)
+        elif kind == "run_started":
+            self._on_run_started(event)
+        elif kind == "complete":
+            self._active_runs.discard(str(event.get("run_id")))
+            await self._reconcile(link)
+        elif kind == "error" and event.get("code") == "queue_full":
+            unconfirmed = [e for e in self._outgoing if e.run_id is None]
+            if unconfirmed:
+                self._outgoing.remove(unconfirmed[-1])
+        self._events.put_nowait(event)
 
-    def _start_handler(self, request: dict[str, Any]) -> None:
-        task = asyncio.create_task(self._answer(request))
-        self._handlers[request["id"]] = task
-        task.add_done_callback(lambda _t: self._handlers.pop(request["id"], None))
+    async def _on_ready(self, link: _Link, event: dict[str, Any]) -> None:
+        self.ready = event
+        token = event.get("resume_token")
+        if isinstance(token, str):
+            self._resume_token = token
+        limits = event.get("limits") or {}
+        interval = limits.get("heartbeat_interval_ms")
+        if isinstance(interval, int | float) and interval > 0:
+            timeout = limits.get("heartbeat_timeout_ms", interval)
+            self._dead_after_s = (interval + timeout) / 1000
+        link.ready = True
+        self._failures = 0
+        resumed = event.get("resumed") or {}
+        # Without `resumed` this is a new session (or a server that does not resume): the calls
+        # of any earlier connection are over.
+        await self._settle(link, set(resumed.get("pending_calls", [])))
+        self._pulse()
+        await self._reconcile(link)
+
+    def _on_snapshot(self, event: dict[str, Any]) -> None:
+        last_seq = event.get("last_seq")
+        if isinstance(last_seq, int):
+            self._last_seq = last_seq
+        current = event.get("run") or {}
+        self._active_runs = {str(current["run_id"])} if current.get("run_id") else set()
+        for turn in event.get("turns", []):
+            run_id = turn.get("run_id")
+            if turn.get("role") != "user" or not run_id or run_id in self._known_runs:
+                continue
+            self._known_runs.add(run_id)
+            self._confirm(str(turn.get("content", "")), run_id)
+
+    def _on_run_started(self, event: dict[str, Any]) -> None:
+        run_id = str(event.get("run_id"))
+        self._active_runs.add(run_id)
+        self._known_runs.add(run_id)
+        self._confirm(str(event.get("content", "")), run_id)
+
+    def _confirm(self, content: str, run_id: str) -> None:
+        for entry in self._outgoing:
+            if entry.run_id is None and entry.link is not None and entry.content == content:
+                entry.run_id = run_id
+                self._outgoing.remove(entry)
+                return
+
+    async def _reset_conversation(self) -> None:
+        self._last_seq = 0
+        self._resume_token = None
+        self._outgoing.clear()
+        self._active_runs.clear()
+        self.conversation_resets += 1
+        if self.on_conversation_reset is not None:
+            outcome = self.on_conversation_reset()
+            if inspect.isawaitable(outcome):
+                await outcome
+
+    # Tool calls --------------------------------------------------------------------------------
+
+    async def _settle(self, link: _Link, pending: set[str]) -> None:
+        """After `ready`: results the server still waits for go again; every other call is over."""
+        for call_id, response in list(self._kept.items()):
+            if call_id in pending:
+                await self._deliver(link, call_id, response)
+            else:
+                self._end_call(call_id, cancel=False)
+        for call_id in list(self._handlers):
+            if call_id not in pending:
+                self._end_call(call_id, cancel=True)
+
+    async def _deliver(self, link: _Link, call_id: str, response: dict[str, Any]) -> None:
+        if call_id in link.answered or not link.ready:
+            return
+        link.answered.add(call_id)
+        await self._send_on(link, response)
+
+    async def _on_request(self, link: _Link, request: dict[str, Any]) -> None:
+        call_id = request["id"]
+        state = self._calls.get(call_id)
+        if state == "kept":
+            await self._deliver(link, call_id, self._kept[call_id])
+        elif state is None:
+            self._calls[call_id] = "running"
+            task = asyncio.create_task(self._answer(request))
+            self._handlers[call_id] = task
+            task.add_done_callback(lambda _t: self._handlers.pop(call_id, None))
+        # "running": its result goes out when it is ready; "ended": the server has moved on.
+
+    def _end_call(self, call_id: str, *, cancel: bool) -> None:
+        if call_id not in self._calls:
+            return
+        self._calls[call_id] = "ended"
+        self._kept.pop(call_id, None)
+        task = self._handlers.pop(call_id, None) if cancel else None
+        if task is not None:
+            task.cancel()
+        if len(self._calls) > _MAX_ENDED_CALLS:
+            ended = [cid for cid, state in self._calls.items() if state == "ended"]
+            for cid in ended[: len(self._calls) - _MAX_ENDED_CALLS]:
+                del self._calls[cid]
 
     async def _answer(self, request: dict[str, Any]) -> None:
         call_id = request["id"]
@@ -257,7 +779,10 @@ class BridgeClient:
             response.update(status="denied", error={"message": str(exc) or "denied by the user"})
         except Exception as exc:
             response.update(status="error", error={"message": f"{type(exc).__name__}: {exc}"})
-        try:
-            await self.send_json(response)
-        except websockets.ConnectionClosed:
-            pass
+        if self._calls.get(call_id) != "running":
+            return  # the call ended while the handler ran: nobody is waiting for this result
+        self._calls[call_id] = "kept"
+        self._kept[call_id] = response
+        link = self._link
+        if link is not None:
+            await self._deliver(link, call_id, response)
