@@ -8,7 +8,8 @@ const statusBadge = $("#status");
 const prompt = $("#prompt");
 const stopButton = $("#stop");
 
-// One session per tab: a reload resumes it, a second tab gets its own instead of replacing this one.
+// One session per tab: a reload resumes it (the SDK keeps what it needs in sessionStorage), a
+// second tab gets its own instead of replacing this one.
 const sessionKey = "agent-bridge-demo-session";
 const sessionId = sessionStorage.getItem(sessionKey) ?? crypto.randomUUID();
 sessionStorage.setItem(sessionKey, sessionId);
@@ -27,10 +28,11 @@ const statusText = {
   idle: () => "not connected",
   connecting: () => "connecting…",
   open: () => "connected",
-  reconnecting: (e) =>
-    e.delayMs === undefined
-      ? `reconnecting (attempt ${e.attempt})…`
-      : `disconnected${e.code ? ` (${e.code})` : ""}, retry ${e.attempt} in ${(e.delayMs / 1000).toFixed(1)} s`,
+  reconnecting: (e) => {
+    if (e.delayMs === undefined) return "reconnecting…";
+    if (e.delayMs === 0) return "connection lost, reconnecting…";
+    return `disconnected${e.code ? ` (${e.code})` : ""}, retry ${e.attempt} in ${(e.delayMs / 1000).toFixed(1)} s`;
+  },
   closed: (e) => `disconnected${e.code ? ` (${e.code}${e.reason ? `: ${e.reason}` : ""})` : ""}`,
 };
 
@@ -46,8 +48,23 @@ bridge.on("status", (event) => {
 });
 
 bridge.on("ready", (ready) => {
-  note(`connected to session ${ready.session_id}`, "notice connected");
+  if (!ready.resumed) note(`connected to session ${ready.session_id}`, "notice connected");
   renderTools();
+});
+
+bridge.on("resumed", (resumed) => {
+  // With a gap the snapshot that follows rebuilds the log and says so.
+  if (!resumed.gap) note("reconnected: the conversation continues where it was", "notice resumed");
+});
+
+bridge.on("reset", () => {
+  note("the server no longer had this conversation: starting a new one", "notice reset");
+  stopButton.disabled = true;
+});
+
+bridge.on("error", (error) => {
+  // Told in plain words by the reset notice.
+  if (error.code !== "session_expired") note(`error ${error.code}: ${error.message}`, "notice error");
 });
 bridge.on("toolsUpdated", renderTools);
 
@@ -90,12 +107,54 @@ bridge.on("runStart", (event) => {
 
 bridge.on("token", (event) => {
   const bubble = turnFor(event.run_id);
+  bubble.querySelector(".retry")?.remove();
   if (!text || text.parentElement !== bubble) {
     text = el("span", { class: "text" });
     bubble.append(text);
   }
   text.textContent += event.content;
   scrollDown();
+});
+
+// The model's step is being made again: what it wrote so far in this step no longer stands.
+bridge.on("stepRetry", (event) => {
+  const bubble = turnFor(event.run_id);
+  const cards = bubble.querySelectorAll(".tool-call");
+  const boundary = cards[cards.length - 1] ?? null;
+  for (const span of bubble.querySelectorAll(".text")) {
+    if (!boundary || boundary.compareDocumentPosition(span) & Node.DOCUMENT_POSITION_FOLLOWING) span.remove();
+  }
+  text = null;
+  if (!bubble.querySelector(".retry")) bubble.append(el("div", { class: "retry" }, "reconnecting to the model…"));
+});
+
+// After a reload (or a gap too long to replay) the server sends the conversation: rebuild the log.
+bridge.on("snapshot", (snapshot) => {
+  log.replaceChildren();
+  turn = text = null;
+  for (const item of snapshot.turns ?? []) {
+    if (item.role === "user") {
+      log.append(el("div", { class: "message user" }, item.content));
+      continue;
+    }
+    const bubble = item.run_id ? turnFor(item.run_id) : startTurn("");
+    if (item.content) bubble.append(el("span", { class: "text" }, item.content));
+    for (const call of item.tool_calls ?? []) {
+      const card = cardFor(call.id, call.name, item.run_id ?? "", call.arguments ?? {});
+      if (call.status === "pending" || call.status === undefined) setStatus(card, "waiting", "running");
+      else showResult(card, call.status, call.status === "ok" ? call.result : call.error);
+    }
+    text = null;
+  }
+  if (snapshot.run) {
+    const bubble = turnFor(snapshot.run.run_id);
+    if (snapshot.run.content) {
+      text = el("span", { class: "text" }, snapshot.run.content);
+      bubble.append(text);
+    }
+  }
+  stopButton.disabled = !snapshot.run;
+  note(snapshot.turns?.length ? "conversation restored" : "session restored", "notice resumed");
 });
 
 bridge.on("toolRequest", (request) => {
@@ -110,14 +169,19 @@ bridge.on("toolProgress", (event) => {
 
 bridge.on("toolResult", (result) => {
   const card = cardFor(result.id, result.name, result.run_id, null);
-  setStatus(card, result.status, result.status);
-  const body = result.status === "ok" ? result.result : result.error ?? result.result;
-  card.querySelector(".result").replaceChildren(
-    el("span", { class: "label" }, result.status === "ok" ? "result" : "error"),
-    el("pre", {}, pretty(body)),
-  );
+  showResult(card, result.status, result.status === "ok" ? result.result : result.error ?? result.result);
   card.dataset.source = result.source;
 });
+
+const statusLabel = { outcome_unknown: "outcome unknown", timed_out: "timed out", invalid_arguments: "invalid arguments" };
+
+function showResult(card, status, body) {
+  setStatus(card, statusLabel[status] ?? status, status);
+  card.querySelector(".result").replaceChildren(
+    el("span", { class: "label" }, status === "ok" ? "result" : "error"),
+    el("pre", {}, pretty(body)),
+  );
+}
 
 bridge.on("runComplete", (event) => {
   const bubble = turnFor(event.run_id);
@@ -128,8 +192,6 @@ bridge.on("runComplete", (event) => {
   turn = text = null;
   scrollDown();
 });
-
-bridge.on("error", (error) => note(`error ${error.code}: ${error.message}`, "notice error"));
 
 function cardFor(id, name, runId, args) {
   let card = log.querySelector(`.tool-call[data-id="${CSS.escape(id)}"]`);

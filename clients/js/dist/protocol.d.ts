@@ -3,7 +3,7 @@ export interface ByeMessage {
 }
 export type ClientMessage = HelloMessage | RegisterToolsMessage | UnregisterToolsMessage | UserMessage | StopMessage | ToolResponseMessage | ToolProgressMessage | PingMessage | PongMessage | ByeMessage;
 export interface CompleteMessage {
-    seq?: number;
+    seq?: number | null;
     type: "complete";
     run_id: string;
     reason: "done" | "stopped" | "max_steps" | "error" | "disconnected";
@@ -11,7 +11,7 @@ export interface CompleteMessage {
     usage?: Usage | null;
 }
 export interface ErrorMessage {
-    seq?: number;
+    seq?: number | null;
     type: "error";
     code: string;
     message: string;
@@ -76,19 +76,19 @@ export interface Resumed {
     gap?: boolean;
 }
 export interface RunStartedMessage {
-    seq?: number;
+    seq?: number | null;
     type: "run_started";
     run_id: string;
     content: string;
 }
 export type ServerMessage = ReadyMessage | SnapshotMessage | StepRetryMessage | ToolsUpdatedMessage | RunStartedMessage | TokenMessage | ToolRequestMessage | ToolCancelMessage | ToolResultMessage | CompleteMessage | ErrorMessage | ServerPingMessage | ServerPongMessage;
 export interface ServerPingMessage {
-    seq?: number;
+    seq?: number | null;
     type: "ping";
     nonce?: string | null;
 }
 export interface ServerPongMessage {
-    seq?: number;
+    seq?: number | null;
     type: "pong";
     nonce?: string | null;
 }
@@ -119,7 +119,7 @@ export interface SnapshotTurn {
     tool_calls?: SnapshotCall[];
 }
 export interface StepRetryMessage {
-    seq?: number;
+    seq?: number | null;
     type: "step_retry";
     run_id: string;
     step: number;
@@ -130,13 +130,13 @@ export interface StopMessage {
     type: "stop";
 }
 export interface TokenMessage {
-    seq?: number;
+    seq?: number | null;
     type: "token";
     run_id: string;
     content: string;
 }
 export interface ToolCancelMessage {
-    seq?: number;
+    seq?: number | null;
     type: "tool_cancel";
     id: string;
     reason: string;
@@ -152,7 +152,7 @@ export interface ToolProgressMessage {
     message?: string | null;
 }
 export interface ToolRequestMessage {
-    seq?: number;
+    seq?: number | null;
     type: "tool_request";
     id: string;
     run_id: string;
@@ -170,7 +170,7 @@ export interface ToolResponseMessage {
     error?: ToolError | null;
 }
 export interface ToolResultMessage {
-    seq?: number;
+    seq?: number | null;
     type: "tool_result";
     id: string;
     run_id: string;
@@ -185,7 +185,7 @@ export interface ToolsReport {
     rejected: RejectedTool[];
 }
 export interface ToolsUpdatedMessage {
-    seq?: number;
+    seq?: number | null;
     type: "tools_updated";
     tools: ToolsReport;
     removed?: string[];

@@ -8,7 +8,7 @@ export interface ByeMessage {
 export type ClientMessage = HelloMessage | RegisterToolsMessage | UnregisterToolsMessage | UserMessage | StopMessage | ToolResponseMessage | ToolProgressMessage | PingMessage | PongMessage | ByeMessage;
 
 export interface CompleteMessage {
-  seq?: number;
+  seq?: number | null;
   type: "complete";
   run_id: string;
   reason: "done" | "stopped" | "max_steps" | "error" | "disconnected";
@@ -17,7 +17,7 @@ export interface CompleteMessage {
 }
 
 export interface ErrorMessage {
-  seq?: number;
+  seq?: number | null;
   type: "error";
   code: string;
   message: string;
@@ -92,7 +92,7 @@ export interface Resumed {
 }
 
 export interface RunStartedMessage {
-  seq?: number;
+  seq?: number | null;
   type: "run_started";
   run_id: string;
   content: string;
@@ -101,13 +101,13 @@ export interface RunStartedMessage {
 export type ServerMessage = ReadyMessage | SnapshotMessage | StepRetryMessage | ToolsUpdatedMessage | RunStartedMessage | TokenMessage | ToolRequestMessage | ToolCancelMessage | ToolResultMessage | CompleteMessage | ErrorMessage | ServerPingMessage | ServerPongMessage;
 
 export interface ServerPingMessage {
-  seq?: number;
+  seq?: number | null;
   type: "ping";
   nonce?: string | null;
 }
 
 export interface ServerPongMessage {
-  seq?: number;
+  seq?: number | null;
   type: "pong";
   nonce?: string | null;
 }
@@ -143,7 +143,7 @@ export interface SnapshotTurn {
 }
 
 export interface StepRetryMessage {
-  seq?: number;
+  seq?: number | null;
   type: "step_retry";
   run_id: string;
   step: number;
@@ -156,14 +156,14 @@ export interface StopMessage {
 }
 
 export interface TokenMessage {
-  seq?: number;
+  seq?: number | null;
   type: "token";
   run_id: string;
   content: string;
 }
 
 export interface ToolCancelMessage {
-  seq?: number;
+  seq?: number | null;
   type: "tool_cancel";
   id: string;
   reason: string;
@@ -182,7 +182,7 @@ export interface ToolProgressMessage {
 }
 
 export interface ToolRequestMessage {
-  seq?: number;
+  seq?: number | null;
   type: "tool_request";
   id: string;
   run_id: string;
@@ -202,7 +202,7 @@ export interface ToolResponseMessage {
 }
 
 export interface ToolResultMessage {
-  seq?: number;
+  seq?: number | null;
   type: "tool_result";
   id: string;
   run_id: string;
@@ -219,7 +219,7 @@ export interface ToolsReport {
 }
 
 export interface ToolsUpdatedMessage {
-  seq?: number;
+  seq?: number | null;
   type: "tools_updated";
   tools: ToolsReport;
   removed?: string[];
