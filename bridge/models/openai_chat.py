@@ -3,6 +3,11 @@
 Tool-call arguments arrive as fragments keyed by the call's `index`, possibly interleaved
 between calls; they are joined here, and each call is handed on whole once the stream ends.
 Whether the joined text is valid JSON is the loop's business, not this module's.
+
+A stream is a complete answer only when the model said so: a `finish_reason` on the choice, and
+the usage chunk when usage was asked for. Anything else (the stream ends early, an event cannot
+be read, the answer hit its length limit) raises a `ModelError`, and the calls it was building
+are never handed on.
 """
 
 from __future__ import annotations
@@ -21,8 +26,17 @@ from openai.types.chat import (
 from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
 from bridge.conversation import AssistantTurn, ToolResult, Turn, UserTurn
-from bridge.models.base import ModelEvent, TextDelta, ToolCallEvent, UsageEvent
-from bridge.models.openai_common import DEFAULT_TIMEOUT_S, OpenAIModelBase, model_error
+from bridge.errors import ErrorCode
+from bridge.models.base import ModelError, ModelEvent, TextDelta, ToolCallEvent, UsageEvent
+from bridge.models.openai_common import (
+    DEFAULT_TIMEOUT_S,
+    OpenAIModelBase,
+    as_text,
+    bad_response,
+    model_error,
+    truncated,
+)
+from bridge.models.retry import StepRetryPolicy
 from bridge.toolspec import ToolSpec
 
 __all__ = ["OpenAIChatModel", "chat_messages", "chat_tools"]
@@ -97,6 +111,7 @@ class OpenAIChatModel(OpenAIModelBase):
         max_retries: int = 2,
         instructions: str | None = None,
         include_usage: bool = True,
+        step_retry: StepRetryPolicy | None = None,
     ) -> None:
         super().__init__(
             model,
@@ -106,8 +121,13 @@ class OpenAIChatModel(OpenAIModelBase):
             timeout_s=timeout_s,
             max_retries=max_retries,
             instructions=instructions,
+            step_retry=step_retry,
         )
         self._include_usage = include_usage
+        # Some compatible servers ignore `include_usage`; a missing usage chunk only means a
+        # cut stream once this server has shown that it sends one. (The `[DONE]` line, the
+        # other sign of a whole stream, is swallowed by the client library.)
+        self._server_sends_usage = False
 
     def stream(
         self, conversation: Sequence[Turn], tools: Sequence[ToolSpec]
@@ -131,19 +151,62 @@ class OpenAIChatModel(OpenAIModelBase):
         except openai.OpenAIError as exc:
             raise model_error(exc, secrets=secrets) from exc
         calls: dict[int, _PartialCall] = {}
+        finish: str | None = None
+        usage_seen = False
         try:
             async for chunk in response:
                 for event in _events(chunk, calls):
+                    usage_seen = usage_seen or isinstance(event, UsageEvent)
                     yield event
+                finish = _finish_reason(chunk) or finish
+        except ModelError:
+            raise
         except openai.OpenAIError as exc:
-            raise model_error(exc, secrets=secrets) from exc
+            raise model_error(exc, secrets=secrets, started=True) from exc
+        except Exception as exc:  # the parser's own errors: see `bad_response`
+            raise bad_response(exc, secrets) from exc
         finally:
             # Runs on normal end, on error and when the loop closes this generator because
             # the run was stopped: the HTTP response must not outlive the step.
             await response.close()
-        for index in sorted(calls):
-            call = calls[index]
-            yield ToolCallEvent(call.id, call.name, call.arguments)
+        if finish is None:
+            raise truncated("its finish_reason")
+        if finish in _INCOMPLETE:
+            raise ModelError(
+                f"the model stopped before the end of its answer: {_INCOMPLETE[finish]}",
+                code=ErrorCode.MODEL_INCOMPLETE,
+            )
+        if usage_seen:
+            self._server_sends_usage = True
+        elif self._include_usage and self._server_sends_usage:
+            raise truncated("its usage chunk")
+        try:
+            finished = [
+                ToolCallEvent(
+                    as_text(call.id, "a call's id"),
+                    as_text(call.name, "a call's name"),
+                    as_text(call.arguments, "a call's arguments"),
+                )
+                for call in (calls[index] for index in sorted(calls))
+            ]
+        except TypeError as exc:
+            raise bad_response(exc, secrets) from exc
+        for call_event in finished:
+            yield call_event
+
+
+_INCOMPLETE = {
+    "length": "it reached its output token limit",
+    "content_filter": "its content filter stopped it",
+}
+
+
+def _finish_reason(chunk: ChatCompletionChunk) -> str | None:
+    for choice in chunk.choices:
+        if choice.index == 0:
+            reason = getattr(choice, "finish_reason", None)
+            return reason if isinstance(reason, str) and reason else None
+    return None
 
 
 def _slot(fragment: ChoiceDeltaToolCall, calls: dict[int, _PartialCall]) -> int:
@@ -173,10 +236,9 @@ def _events(chunk: ChatCompletionChunk, calls: dict[int, _PartialCall]) -> list[
         if choice.index != 0:
             continue
         delta = choice.delta
-        if delta.content:
-            events.append(TextDelta(delta.content))
-        if delta.refusal:
-            events.append(TextDelta(delta.refusal))
+        for text in (as_text(delta.content, "content"), as_text(delta.refusal, "refusal")):
+            if text:
+                events.append(TextDelta(text))
         for fragment in delta.tool_calls or ():
             call = calls.setdefault(_slot(fragment, calls), _PartialCall())
             if fragment.id:

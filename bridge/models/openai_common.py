@@ -7,22 +7,30 @@ of the key (servers do echo it back, partly masked or not) before it reaches a m
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import time
 
 import openai
 
 from bridge.errors import ErrorCode
 from bridge.models.base import ModelError
+from bridge.models.retry import StepRetryPolicy, parse_retry_after
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "KEYLESS_PLACEHOLDER",
     "OpenAIModelBase",
+    "as_text",
+    "bad_response",
     "make_client",
     "model_error",
     "scrub",
+    "truncated",
 ]
+
+log = logging.getLogger("bridge.models")
 
 DEFAULT_TIMEOUT_S = 120.0
 # Local servers (Ollama, vLLM, llama.cpp) take no key, but the client refuses to start without
@@ -83,14 +91,33 @@ _STATUS_CODES: dict[int, tuple[ErrorCode, str]] = {
 }
 
 
-def model_error(exc: openai.OpenAIError, *, secrets: tuple[str, ...] = ()) -> ModelError:
-    """The `ModelError` for anything the OpenAI client raised."""
+# What the client library itself retries before the bridge sees the failure: a new request could
+# succeed later, so a step that is already being made again keeps trying within its budget.
+_TRANSIENT_STATUSES = frozenset({408, 409, 429})
+
+
+def model_error(
+    exc: openai.OpenAIError, *, secrets: tuple[str, ...] = (), started: bool = False
+) -> ModelError:
+    """The `ModelError` for anything the OpenAI client raised; `started` says the answer's
+    stream was already open, so a drop or a stall broke it half way."""
     if isinstance(exc, openai.APITimeoutError):
-        return ModelError("the model server did not answer in time", code=ErrorCode.MODEL_TIMEOUT)
+        return ModelError(
+            "the model server went quiet for longer than the timeout"
+            if started
+            else "the model server did not answer in time",
+            code=ErrorCode.MODEL_TIMEOUT,
+            broken_stream=started,
+            transient=True,
+        )
     if isinstance(exc, openai.APIConnectionError):
         return ModelError(
-            "the connection to the model server failed or was cut",
+            "the connection to the model server was cut in the middle of the answer"
+            if started
+            else "the connection to the model server failed or was cut",
             code=ErrorCode.MODEL_CONNECTION,
+            broken_stream=started,
+            transient=True,
         )
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
@@ -100,12 +127,52 @@ def model_error(exc: openai.OpenAIError, *, secrets: tuple[str, ...] = ()) -> Mo
             code, summary = ErrorCode.MODEL_UNAVAILABLE, "the model server failed (retries used up)"
         else:
             code, summary = ErrorCode.MODEL_ERROR, "the model server refused the request"
-        return ModelError(f"{summary} (HTTP {status}): {_provider_detail(exc, secrets)}", code=code)
+        return ModelError(
+            f"{summary} (HTTP {status}): {_provider_detail(exc, secrets)}",
+            code=code,
+            transient=status in _TRANSIENT_STATUSES or status >= 500,
+            retry_after_s=parse_retry_after(exc.response.headers, time.time()),
+        )
     if isinstance(exc, openai.APIError):
         detail = _provider_detail(exc, secrets)
         return ModelError(f"the model reported an error: {detail}", code=ErrorCode.MODEL_ERROR)
     return ModelError(
         f"the model client failed: {scrub(str(exc), secrets)}", code=ErrorCode.MODEL_ERROR
+    )
+
+
+def bad_response(exc: Exception, secrets: tuple[str, ...] = ()) -> ModelError:
+    """An event that could not be decoded or did not have the shape of its API.
+
+    The client library raises whatever its parser raised (a `JSONDecodeError` for an
+    undecodable event, attribute or type errors for odd shapes); none of that is a bug of the
+    bridge, and the next attempt is likely to be well formed.
+    """
+    log.warning("the model server sent an event that could not be read: %r", exc)
+    detail = scrub(" ".join(str(exc).split()), secrets)[:_MAX_DETAIL_CHARS]
+    return ModelError(
+        f"the model server sent an event that could not be read ({type(exc).__name__}: {detail})",
+        code=ErrorCode.MODEL_BAD_RESPONSE,
+        broken_stream=True,
+    )
+
+
+def as_text(value: object, what: str) -> str:
+    """A text field of an event. The client library does not check types, and a number or an
+    object where text belongs must fail here, as a bad response, not later inside the bridge."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"{what} is {type(value).__name__}, not text")
+
+
+def truncated(missing: str) -> ModelError:
+    """A stream that ended cleanly but without the event saying the answer was whole."""
+    return ModelError(
+        f"the model server ended the stream before {missing}: the answer was cut short",
+        code=ErrorCode.MODEL_TRUNCATED,
+        broken_stream=True,
     )
 
 
@@ -124,8 +191,11 @@ class OpenAIModelBase:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_retries: int = 2,
         instructions: str | None = None,
+        step_retry: StepRetryPolicy | None = None,
     ) -> None:
         self.name = model
+        # None: the loop's own policy (BRIDGE_MODEL_STEP_RETRIES) applies.
+        self.step_retry = step_retry
         self._client = client or make_client(
             api_key=api_key, base_url=base_url, timeout_s=timeout_s, max_retries=max_retries
         )

@@ -4,6 +4,10 @@ Calls arrive as `function_call` output items: opened by `output_item.added` (whi
 `call_id` and name), filled by `function_call_arguments.delta` events keyed by the item's id,
 and settled by `output_item.done`. The whole conversation is sent every time (no
 `previous_response_id`), so the bridge's conversation stays the one source of truth.
+
+Only `response.completed` makes a complete answer. `response.incomplete` (a token limit, a
+content filter) and `response.failed` each end the step with their own code, and a stream that
+ends without any of the three was cut short; in none of these are the calls handed on.
 """
 
 from __future__ import annotations
@@ -21,7 +25,14 @@ from openai.types.responses import (
 from bridge.conversation import AssistantTurn, ToolResult, Turn, UserTurn
 from bridge.errors import ErrorCode
 from bridge.models.base import ModelError, ModelEvent, TextDelta, ToolCallEvent, UsageEvent
-from bridge.models.openai_common import OpenAIModelBase, model_error, scrub
+from bridge.models.openai_common import (
+    OpenAIModelBase,
+    as_text,
+    bad_response,
+    model_error,
+    scrub,
+    truncated,
+)
 from bridge.toolspec import ToolSpec
 
 __all__ = ["OpenAIResponsesModel", "responses_input", "responses_tools"]
@@ -104,27 +115,51 @@ class OpenAIResponsesModel(OpenAIModelBase):
         except openai.OpenAIError as exc:
             raise model_error(exc, secrets=secrets) from exc
         calls: dict[str, _PartialCall] = {}
+        completed = False
         try:
             async for event in response:
                 for model_event in _events(event, calls, secrets):
                     yield model_event
+                completed = completed or event.type == "response.completed"
+        except ModelError:
+            raise
         except openai.OpenAIError as exc:
-            raise model_error(exc, secrets=secrets) from exc
+            raise model_error(exc, secrets=secrets, started=True) from exc
+        except Exception as exc:  # the parser's own errors: see `bad_response`
+            raise bad_response(exc, secrets) from exc
         finally:
             # Runs on normal end, on error and when the loop closes this generator because
             # the run was stopped: the HTTP response must not outlive the step.
             await response.close()
-        for call in sorted(calls.values(), key=lambda c: c.output_index):
-            yield ToolCallEvent(call.call_id, call.name, call.arguments)
+        if not completed:
+            raise truncated("response.completed")
+        try:
+            finished = [
+                ToolCallEvent(
+                    as_text(call.call_id, "a call's id"),
+                    as_text(call.name, "a call's name"),
+                    as_text(call.arguments, "a call's arguments"),
+                )
+                for call in sorted(calls.values(), key=lambda c: c.output_index)
+            ]
+        except TypeError as exc:
+            raise bad_response(exc, secrets) from exc
+        for call_event in finished:
+            yield call_event
+
+
+_INCOMPLETE = {
+    "max_output_tokens": "it reached its output token limit",
+    "content_filter": "its content filter stopped it",
+}
 
 
 def _events(
     event: ResponseStreamEvent, calls: dict[str, _PartialCall], secrets: tuple[str, ...]
 ) -> list[ModelEvent]:
-    if event.type == "response.output_text.delta":
-        return [TextDelta(event.delta)] if event.delta else []
-    if event.type == "response.refusal.delta":
-        return [TextDelta(event.delta)] if event.delta else []
+    if event.type in ("response.output_text.delta", "response.refusal.delta"):
+        text = as_text(event.delta, "a text delta")
+        return [TextDelta(text)] if text else []
     if event.type in ("response.output_item.added", "response.output_item.done"):
         item = event.item
         if item.type == "function_call":
@@ -151,6 +186,13 @@ def _events(
         if usage is None:
             return []
         return [UsageEvent(usage.input_tokens, usage.output_tokens, usage.total_tokens)]
+    if event.type == "response.incomplete":
+        details = event.response.incomplete_details
+        reason = details.reason if details is not None and details.reason else "no reason given"
+        raise ModelError(
+            f"the model stopped before the end of its answer: {_INCOMPLETE.get(reason, reason)}",
+            code=ErrorCode.MODEL_INCOMPLETE,
+        )
     if event.type == "response.failed":
         error = event.response.error
         detail = scrub(error.message, secrets) if error is not None else "no reason given"
