@@ -196,6 +196,7 @@ class OpenAIServer:
         chat = path.endswith("/chat/completions")
         if not request.get("stream"):
             if reply.end != "complete":
+                # A whole JSON body has no middle to cut or corrupt; every fault is a hang-up.
                 await self._misbehave(reader, writer, reply)
                 return False
             answer = (
@@ -218,20 +219,28 @@ class OpenAIServer:
             b"transfer-encoding: chunked\r\n" + f"x-request-id: req_{serial}\r\n\r\n".encode()
         )
         await _drain(writer)
+        # "incomplete" is a proper ending of its own; the others break in at the cut.
+        cut = reply.cut_after if reply.end not in ("complete", "incomplete") else None
         sent_content = 0
         for frame in frames:
+            if frame.kind == "closing":
+                break
             if frame.kind == "content":
                 if sent_content == reply.hold_after:
                     await _until_or_gone(reader, (reply.release or asyncio.Event()).wait())
-                if sent_content == reply.cut_after and reply.end != "complete":
+                if sent_content == cut:
                     break
                 sent_content += 1
-            if frame.kind == "closing" and reply.end != "complete":
-                break
             await _write_chunk(writer, frame.data)
-        if reply.end != "complete":
+        if reply.end in ("stall", "drop"):
             await self._misbehave(reader, writer, reply)
             return False
+        if reply.end == "malformed":
+            await _write_chunk(writer, reply.bad_event)
+        if reply.end != "truncate":
+            for frame in frames:
+                if frame.kind == "closing":
+                    await _write_chunk(writer, frame.data)
         await _write_chunk(writer, b"")
         return True
 

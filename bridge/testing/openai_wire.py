@@ -28,7 +28,9 @@ __all__ = [
     "tool_call",
 ]
 
-Ending = Literal["complete", "stall", "drop"]
+Ending = Literal["complete", "stall", "drop", "truncate", "malformed", "incomplete"]
+# An event no JSON parser accepts: the object is cut off in the middle of a string.
+UNDECODABLE_EVENT = b'data: {"id": "chatcmpl-x", "choices": [{"delta": {"content": "ha\n\n'
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +79,12 @@ class Reply:
 
     `end` decides how the response ends: "complete" finishes it properly (finish reason,
     usage, `[DONE]` or `response.completed`), "stall" stops sending and waits for the client
-    to hang up, "drop" cuts the TCP connection. `cut_after` applies that ending after so many
-    content events (text pieces and argument fragments) instead of after all of them.
+    to hang up, "drop" cuts the TCP connection, "truncate" ends the HTTP response cleanly
+    without the events that finish the answer, "malformed" sends `bad_event` (undecodable by
+    default) and then the finishing events as if nothing had happened, and "incomplete" ends
+    the answer the way a token limit does (`finish_reason: "length"`, `response.incomplete`).
+    `cut_after` applies that ending after so many content events (text pieces and argument
+    fragments) instead of after all of them.
     `hold_after` pauses after so many content events until `release` is set, so a test can
     watch the first tokens arrive while the response is still open.
     """
@@ -91,6 +97,7 @@ class Reply:
     hold_after: int | None = None
     release: asyncio.Event | None = None
     interleave_calls: bool = False
+    bad_event: bytes = UNDECODABLE_EVENT
 
     @property
     def pieces(self) -> list[str]:
@@ -124,6 +131,17 @@ class Fail:
             "Rate limit reached; please try again later.",
             type="requests",
             code="rate_limit_exceeded",
+            headers={
+                "retry-after-ms": str(int(retry_after_s * 1000)),
+                "retry-after": str(max(0, round(retry_after_s))),
+            },
+        )
+
+    @classmethod
+    def unavailable(cls, retry_after_s: float = 0.01) -> Fail:
+        return cls(
+            503,
+            "The server is overloaded; please try again later.",
             headers={
                 "retry-after-ms": str(int(retry_after_s * 1000)),
                 "retry-after": str(max(0, round(retry_after_s))),
@@ -202,7 +220,11 @@ def chat_stream_frames(reply: Reply, model: str, serial: int, include_usage: boo
     for delta in _call_events(reply, ids):
         is_head = "id" in delta
         frames.append(Frame(chunk({"tool_calls": [delta]}), "meta" if is_head else "content"))
-    frames.append(Frame(chunk({}, "tool_calls" if reply.calls else "stop"), "closing"))
+    if reply.end == "incomplete":
+        finish = "length"
+    else:
+        finish = "tool_calls" if reply.calls else "stop"
+    frames.append(Frame(chunk({}, finish), "closing"))
     if include_usage:
         usage = reply.token_usage()
         frames.append(
@@ -374,10 +396,12 @@ def responses_stream_frames(reply: Reply, model: str, serial: int) -> list[Frame
         Frame(_sse({**body, "sequence_number": n}, body["type"]), "content" if content else "meta")
         for n, (content, body) in enumerate(events, start=1)
     ]
-    completed = {
-        "type": "response.completed",
-        "sequence_number": len(events) + 1,
-        "response": responses_object(reply, model, serial),
-    }
-    frames.append(Frame(_sse(completed, "response.completed"), "closing"))
+    if reply.end == "incomplete":
+        final = responses_object(reply, model, serial, status="incomplete")
+        final["incomplete_details"] = {"reason": "max_output_tokens"}
+        kind = "response.incomplete"
+    else:
+        final, kind = responses_object(reply, model, serial), "response.completed"
+    closing = {"type": kind, "sequence_number": len(events) + 1, "response": final}
+    frames.append(Frame(_sse(closing, kind), "closing"))
     return frames
