@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bridge.models.retry import StepRetryPolicy
 from bridge.testing import Fail, OpenAIServer, Reply, tool_call
 from bridge_client import BridgeClient, RunResult
 from tests.conftest import StartBridge
@@ -22,6 +23,7 @@ from tests.openai.openai_support import (
     sent_results,
     sent_user_texts,
 )
+from tests.openai.stream_faults import QUICK_RETRY as QUICK_STEP_RETRY
 
 pytestmark = pytest.mark.parametrize("api", APIS)
 
@@ -111,20 +113,25 @@ async def test_server_error_beyond_the_retries_is_model_unavailable(
     assert len(llm.requests) == 3
 
 
-async def test_connection_dropped_mid_stream_is_model_connection(
+async def test_connection_dropped_mid_stream_every_time_is_model_connection(
     api: str, start_bridge: StartBridge
 ) -> None:
     cut = Reply(["Half ", "an ", "answer"], end="drop", cut_after=2)
-    failed, _, llm = await failing_run_then_recovery(api, start_bridge, [cut])
+    failed, _, llm = await failing_run_then_recovery(
+        api, start_bridge, [cut, cut, cut], step_retry=QUICK_STEP_RETRY
+    )
     assert failed.reason == "error"
     assert [e["code"] for e in run_errors(failed)] == ["model_connection"]
-    assert failed.text == "Half an "
-    assert len(llm.requests) == 2, "a stream that already started is not retried"
+    assert [e["attempt"] for e in failed.events if e["type"] == "step_retry"] == [1, 2]
+    assert len(llm.requests) == 4, "a broken stream is made again twice, then the run ends"
 
 
 async def test_stalled_stream_is_model_timeout(api: str, start_bridge: StartBridge) -> None:
     stall = Reply(["Thinking"], end="stall")
-    failed, _, _ = await failing_run_then_recovery(api, start_bridge, [stall], timeout_s=1.0)
+    # No step retries here, so that the test waits for one timeout, not three.
+    failed, _, _ = await failing_run_then_recovery(
+        api, start_bridge, [stall], timeout_s=1.0, step_retry=StepRetryPolicy(retries=0)
+    )
     assert failed.reason == "error"
     assert [e["code"] for e in run_errors(failed)] == ["model_timeout"]
     assert failed.text == "Thinking"
