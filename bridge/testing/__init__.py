@@ -3,19 +3,24 @@ an OpenAI-compatible HTTP server driven by a script."""
 
 from bridge.testing.openai_server import OpenAIServer, RecordedRequest
 from bridge.testing.openai_wire import Fail, Reply, ScriptedCall, TokenUsage, tool_call
+from bridge.testing.proxy import CutRecord, FaultProxy, ProxyConnection, Trigger
 from bridge.testing.scripted import Hang, ScriptedModel, call
 from bridge.testing.server import RunningServer, serve_app
 
 __all__ = [
+    "CutRecord",
     "Fail",
+    "FaultProxy",
     "Hang",
     "OpenAIServer",
+    "ProxyConnection",
     "RecordedRequest",
     "Reply",
     "RunningServer",
     "ScriptedCall",
     "ScriptedModel",
     "TokenUsage",
+    "Trigger",
     "call",
     "serve_app",
     "tool_call",
