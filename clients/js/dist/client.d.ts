@@ -200,7 +200,11 @@ export declare class AgentBridge {
     private readonly interrupted;
     private readonly results;
     private readonly acknowledged;
-    private readonly outbox;
+    private outgoing;
+    /** Runs seen to start, so a snapshot's user turns confirm only messages not yet confirmed. */
+    private readonly knownRuns;
+    private syncNonce;
+    private syncs;
     private readonly rejected;
     private socket;
     private timer;
@@ -249,11 +253,26 @@ export declare class AgentBridge {
     close(code?: number, reason?: string): void;
     /** Leave for good: the server ends the session at once, and nothing is kept for a resume. */
     bye(): void;
-    /** Send a user message; queued until the connection is ready when it is not yet. */
+    /**
+     * Send a user message; queued until the connection is ready when it is not yet. Across drops it
+     * is delivered once: one that may have been lost with a connection is sent again only when the
+     * server shows it never got it.
+     */
     send(text: string): void;
     /** Stop the current run; false when there is no connection to send it on. */
     stop(): boolean;
     private transmit;
+    /** Send the messages not sent yet, in order, unless earlier ones are still in doubt. */
+    private flush;
+    private uncertain;
+    /**
+     * Find out whether messages written to a lost connection reached the server. One it got starts
+     * a run at once when none is running, so once a ping sent now is answered (after the replay)
+     * with no run going, every message still unconfirmed was lost.
+     */
+    private reconcile;
+    private onSync;
+    private confirm;
     private setStatus;
     private receive;
     private onError;

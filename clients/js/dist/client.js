@@ -52,7 +52,11 @@ export class AgentBridge {
     interrupted = new Map();
     results = new Map();
     acknowledged = new Set();
-    outbox = [];
+    outgoing = [];
+    /** Runs seen to start, so a snapshot's user turns confirm only messages not yet confirmed. */
+    knownRuns = new Set();
+    syncNonce = null;
+    syncs = 0;
     rejected = new Map();
     socket = null;
     timer = null;
@@ -263,6 +267,7 @@ export class AgentBridge {
             this.cancelCall(id, "bye");
         this.interrupted.clear();
         this.results.clear();
+        this.outgoing = [];
         this.resumeToken = null;
         this.lastSeq = 0;
         this.remove(this.storageKey);
@@ -271,17 +276,20 @@ export class AgentBridge {
         this.close(1000, "bye");
     }
     // Runs ------------------------------------------------------------------------------------
-    /** Send a user message; queued until the connection is ready when it is not yet. */
+    /**
+     * Send a user message; queued until the connection is ready when it is not yet. Across drops it
+     * is delivered once: one that may have been lost with a connection is sent again only when the
+     * server shows it never got it.
+     */
     send(text) {
-        const message = { type: "message", content: text };
+        this.outgoing.push({ content: text, sentOn: null });
         if (this.currentStatus === "open")
-            this.transmit(message);
-        else
-            this.outbox.push(message);
+            this.flush();
     }
     /** Stop the current run; false when there is no connection to send it on. */
     stop() {
-        this.outbox.length = 0;
+        // The server drops what is queued behind the run, so none of it may be sent again.
+        this.outgoing = [];
         if (this.currentStatus !== "open")
             return false;
         this.transmit({ type: "stop" });
@@ -294,6 +302,55 @@ export class AgentBridge {
             return false;
         socket.send(JSON.stringify(message));
         return true;
+    }
+    /** Send the messages not sent yet, in order, unless earlier ones are still in doubt. */
+    flush() {
+        if (this.syncNonce !== null || this.uncertain().length > 0)
+            return;
+        for (const entry of this.outgoing) {
+            if (entry.sentOn === null && this.transmit({ type: "message", content: entry.content })) {
+                entry.sentOn = this.socket;
+            }
+        }
+    }
+    uncertain() {
+        return this.outgoing.filter((entry) => entry.sentOn !== null && entry.sentOn !== this.socket);
+    }
+    /**
+     * Find out whether messages written to a lost connection reached the server. One it got starts
+     * a run at once when none is running, so once a ping sent now is answered (after the replay)
+     * with no run going, every message still unconfirmed was lost.
+     */
+    reconcile() {
+        if (this.syncNonce !== null || !this.greeted)
+            return;
+        if (this.uncertain().length === 0) {
+            this.flush();
+            return;
+        }
+        this.syncs += 1;
+        this.syncNonce = `sync-${this.syncs}`;
+        this.transmit({ type: "ping", nonce: this.syncNonce });
+    }
+    onSync() {
+        this.syncNonce = null;
+        // A run is going: a lost message could still be queued behind it; the next `complete` asks again.
+        if (this.run !== null)
+            return;
+        for (const entry of this.uncertain()) {
+            if (this.transmit({ type: "message", content: entry.content }))
+                entry.sentOn = this.socket;
+        }
+        this.flush();
+    }
+    confirm(content, runId) {
+        this.knownRuns.add(runId);
+        if (this.knownRuns.size > ACKNOWLEDGED_MEMORY) {
+            this.knownRuns.delete(this.knownRuns.values().next().value);
+        }
+        const index = this.outgoing.findIndex((entry) => entry.sentOn !== null && entry.content === content);
+        if (index >= 0)
+            this.outgoing.splice(index, 1);
     }
     setStatus(event) {
         this.currentStatus = event.status;
@@ -330,7 +387,14 @@ export class AgentBridge {
             case "snapshot":
                 this.lastSeq = message.last_seq;
                 this.run = message.run?.run_id ?? null;
+                for (const turn of message.turns ?? []) {
+                    if (turn.role === "user" && turn.run_id && !this.knownRuns.has(turn.run_id)) {
+                        this.confirm(turn.content, turn.run_id);
+                    }
+                }
                 this.emit("snapshot", message);
+                if (this.run === null)
+                    this.reconcile();
                 break;
             case "step_retry":
                 this.emit("stepRetry", message);
@@ -341,6 +405,7 @@ export class AgentBridge {
                 break;
             case "run_started":
                 this.run = message.run_id;
+                this.confirm(message.content, message.run_id);
                 this.emit("runStart", message);
                 break;
             case "token":
@@ -362,11 +427,15 @@ export class AgentBridge {
                 if (this.run === message.run_id)
                     this.run = null;
                 this.emit("runComplete", message);
+                if (this.run === null && this.syncNonce === null && this.uncertain().length > 0)
+                    this.reconcile();
                 break;
             case "error":
                 this.onError(message);
                 break;
             case "pong":
+                if (this.syncNonce !== null && message.nonce === this.syncNonce)
+                    this.onSync();
                 break;
             default:
                 // A newer server may add messages; they still reach `message` listeners.
@@ -376,7 +445,16 @@ export class AgentBridge {
         this.emit("message", message);
     }
     onError(message) {
-        if (message.code === "session_expired") {
+        if (message.code === "queue_full") {
+            // The server refused the latest message: it will never start a run to confirm it.
+            for (let index = this.outgoing.length - 1; index >= 0; index -= 1) {
+                if (this.outgoing[index].sentOn !== null) {
+                    this.outgoing.splice(index, 1);
+                    break;
+                }
+            }
+        }
+        else if (message.code === "session_expired") {
             this.resetError = { code: message.code, message: message.message };
         }
         else if (message.code === "resume_denied") {
@@ -409,9 +487,16 @@ export class AgentBridge {
             this.emit("reset", this.resetError ?? { code: "session_expired", message: "the server no longer had the session" });
         }
         this.save();
-        const queued = this.outbox.splice(0);
-        for (const item of queued)
-            this.transmit(item);
+        this.syncNonce = null;
+        if (resumed === null) {
+            // Messages written to an earlier connection belonged to a session that is gone or ended
+            // its runs with that connection; only those never sent are still owed.
+            this.outgoing = this.outgoing.filter((entry) => entry.sentOn === null);
+            this.knownRuns.clear();
+        }
+        // After a gap the snapshot comes next and may confirm some; it reconciles then.
+        if (resumed === null || !resumed.gap)
+            this.reconcile();
     }
     onResumed(resumed, reload) {
         const pending = new Set(resumed.pending_calls ?? []);

@@ -267,6 +267,13 @@ interface Kept {
   sentOn: WebSocketLike | null;
 }
 
+/** A user message until its `run_started` shows the server has it. */
+interface Outgoing {
+  content: string;
+  /** The socket it was written to; one that is no longer current may have lost it. */
+  sentOn: WebSocketLike | null;
+}
+
 interface SavedSession {
   v: 1;
   sessionId: string;
@@ -295,7 +302,11 @@ export class AgentBridge {
   private readonly interrupted = new Map<string, Interrupted>();
   private readonly results = new Map<string, Kept>();
   private readonly acknowledged = new Set<string>();
-  private readonly outbox: ClientMessage[] = [];
+  private outgoing: Outgoing[] = [];
+  /** Runs seen to start, so a snapshot's user turns confirm only messages not yet confirmed. */
+  private readonly knownRuns = new Set<string>();
+  private syncNonce: string | null = null;
+  private syncs = 0;
   private readonly rejected = new Map<string, RejectedTool>();
   private socket: WebSocketLike | null = null;
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -517,6 +528,7 @@ export class AgentBridge {
     for (const id of [...this.calls.keys()]) this.cancelCall(id, "bye");
     this.interrupted.clear();
     this.results.clear();
+    this.outgoing = [];
     this.resumeToken = null;
     this.lastSeq = 0;
     this.remove(this.storageKey);
@@ -526,16 +538,20 @@ export class AgentBridge {
 
   // Runs ------------------------------------------------------------------------------------
 
-  /** Send a user message; queued until the connection is ready when it is not yet. */
+  /**
+   * Send a user message; queued until the connection is ready when it is not yet. Across drops it
+   * is delivered once: one that may have been lost with a connection is sent again only when the
+   * server shows it never got it.
+   */
   send(text: string): void {
-    const message: ClientMessage = { type: "message", content: text };
-    if (this.currentStatus === "open") this.transmit(message);
-    else this.outbox.push(message);
+    this.outgoing.push({ content: text, sentOn: null });
+    if (this.currentStatus === "open") this.flush();
   }
 
   /** Stop the current run; false when there is no connection to send it on. */
   stop(): boolean {
-    this.outbox.length = 0;
+    // The server drops what is queued behind the run, so none of it may be sent again.
+    this.outgoing = [];
     if (this.currentStatus !== "open") return false;
     this.transmit({ type: "stop" });
     return true;
@@ -548,6 +564,55 @@ export class AgentBridge {
     if (!socket || socket.readyState !== OPEN) return false;
     socket.send(JSON.stringify(message));
     return true;
+  }
+
+  /** Send the messages not sent yet, in order, unless earlier ones are still in doubt. */
+  private flush(): void {
+    if (this.syncNonce !== null || this.uncertain().length > 0) return;
+    for (const entry of this.outgoing) {
+      if (entry.sentOn === null && this.transmit({ type: "message", content: entry.content })) {
+        entry.sentOn = this.socket;
+      }
+    }
+  }
+
+  private uncertain(): Outgoing[] {
+    return this.outgoing.filter((entry) => entry.sentOn !== null && entry.sentOn !== this.socket);
+  }
+
+  /**
+   * Find out whether messages written to a lost connection reached the server. One it got starts
+   * a run at once when none is running, so once a ping sent now is answered (after the replay)
+   * with no run going, every message still unconfirmed was lost.
+   */
+  private reconcile(): void {
+    if (this.syncNonce !== null || !this.greeted) return;
+    if (this.uncertain().length === 0) {
+      this.flush();
+      return;
+    }
+    this.syncs += 1;
+    this.syncNonce = `sync-${this.syncs}`;
+    this.transmit({ type: "ping", nonce: this.syncNonce });
+  }
+
+  private onSync(): void {
+    this.syncNonce = null;
+    // A run is going: a lost message could still be queued behind it; the next `complete` asks again.
+    if (this.run !== null) return;
+    for (const entry of this.uncertain()) {
+      if (this.transmit({ type: "message", content: entry.content })) entry.sentOn = this.socket;
+    }
+    this.flush();
+  }
+
+  private confirm(content: string, runId: string): void {
+    this.knownRuns.add(runId);
+    if (this.knownRuns.size > ACKNOWLEDGED_MEMORY) {
+      this.knownRuns.delete(this.knownRuns.values().next().value as string);
+    }
+    const index = this.outgoing.findIndex((entry) => entry.sentOn !== null && entry.content === content);
+    if (index >= 0) this.outgoing.splice(index, 1);
   }
 
   private setStatus(event: StatusEvent): void {
@@ -583,7 +648,13 @@ export class AgentBridge {
       case "snapshot":
         this.lastSeq = message.last_seq;
         this.run = message.run?.run_id ?? null;
+        for (const turn of message.turns ?? []) {
+          if (turn.role === "user" && turn.run_id && !this.knownRuns.has(turn.run_id)) {
+            this.confirm(turn.content, turn.run_id);
+          }
+        }
         this.emit("snapshot", message);
+        if (this.run === null) this.reconcile();
         break;
       case "step_retry":
         this.emit("stepRetry", message);
@@ -594,6 +665,7 @@ export class AgentBridge {
         break;
       case "run_started":
         this.run = message.run_id;
+        this.confirm(message.content, message.run_id);
         this.emit("runStart", message);
         break;
       case "token":
@@ -614,11 +686,13 @@ export class AgentBridge {
       case "complete":
         if (this.run === message.run_id) this.run = null;
         this.emit("runComplete", message);
+        if (this.run === null && this.syncNonce === null && this.uncertain().length > 0) this.reconcile();
         break;
       case "error":
         this.onError(message as ErrorMessage);
         break;
       case "pong":
+        if (this.syncNonce !== null && message.nonce === this.syncNonce) this.onSync();
         break;
       default:
         // A newer server may add messages; they still reach `message` listeners.
@@ -629,7 +703,15 @@ export class AgentBridge {
   }
 
   private onError(message: ErrorMessage): void {
-    if (message.code === "session_expired") {
+    if (message.code === "queue_full") {
+      // The server refused the latest message: it will never start a run to confirm it.
+      for (let index = this.outgoing.length - 1; index >= 0; index -= 1) {
+        if (this.outgoing[index]!.sentOn !== null) {
+          this.outgoing.splice(index, 1);
+          break;
+        }
+      }
+    } else if (message.code === "session_expired") {
       this.resetError = { code: message.code, message: message.message };
     } else if (message.code === "resume_denied") {
       // The token is not this session's: nothing of it can be resumed, from here or a reload.
@@ -661,8 +743,15 @@ export class AgentBridge {
       this.emit("reset", this.resetError ?? { code: "session_expired", message: "the server no longer had the session" });
     }
     this.save();
-    const queued = this.outbox.splice(0);
-    for (const item of queued) this.transmit(item);
+    this.syncNonce = null;
+    if (resumed === null) {
+      // Messages written to an earlier connection belonged to a session that is gone or ended
+      // its runs with that connection; only those never sent are still owed.
+      this.outgoing = this.outgoing.filter((entry) => entry.sentOn === null);
+      this.knownRuns.clear();
+    }
+    // After a gap the snapshot comes next and may confirm some; it reconciles then.
+    if (resumed === null || !resumed.gap) this.reconcile();
   }
 
   private onResumed(resumed: Resumed, reload: boolean): void {

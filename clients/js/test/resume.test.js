@@ -246,6 +246,69 @@ describe("a dropped connection", () => {
   });
 });
 
+describe("user messages across drops", () => {
+  const messages = (socket) => socket.sentOfType("message").map((m) => m.content);
+  const pongFor = (socket, seq) => ({ type: "pong", seq, nonce: socket.sentOfType("ping").at(-1).nonce });
+
+  it("sends a message lost with the connection again, once the server shows it never got it", () => {
+    const env = resumable();
+    env.bridge.send("first");
+    assert.deepEqual(messages(env.fake.last()), ["first"]);
+    env.fake.last().drop(1006);
+    env.bridge.send("second");
+    const socket = resume(env);
+    // Not yet: a run it started could still be in the replay.
+    assert.deepEqual(messages(socket), []);
+    socket.deliver(pongFor(socket, 1));
+    assert.deepEqual(messages(socket), ["first", "second"]);
+  });
+
+  it("does not send again a message whose run shows up in the replay or the snapshot", () => {
+    const env = resumable();
+    env.bridge.send("go");
+    env.fake.last().drop(1006);
+    const socket = resume(env);
+    socket.deliver({ type: "run_started", seq: 1, run_id: "r1", content: "go" });
+    socket.deliver(pongFor(socket, 2));
+    socket.deliver({ type: "complete", seq: 3, run_id: "r1", reason: "done", steps: 1 });
+    assert.deepEqual(messages(socket), []);
+    assert.equal(socket.sentOfType("ping").length, 1);
+
+    env.bridge.send("again");
+    socket.drop(1006);
+    const third = resume(env, { gap: true });
+    third.deliver({ type: "snapshot", last_seq: 9, turns: [{ role: "user", content: "go", run_id: "r1" }, { role: "user", content: "again", run_id: "r2" }] });
+    // Confirmed by the snapshot: nothing in doubt, so not even a check.
+    assert.deepEqual(third.sentOfType("ping"), []);
+    assert.deepEqual(messages(third), []);
+  });
+
+  it("waits for a run in progress before deciding: the message may be queued behind it", () => {
+    const env = resumable();
+    env.fake.last().deliver({ type: "run_started", seq: 1, run_id: "r1", content: "one" });
+    env.bridge.send("two");
+    env.fake.last().drop(1006);
+    const socket = resume(env);
+    socket.deliver(pongFor(socket, 2));
+    assert.deepEqual(messages(socket), []);
+    socket.deliver({ type: "complete", seq: 3, run_id: "r1", reason: "done", steps: 1 });
+    socket.deliver(pongFor(socket, 4));
+    assert.deepEqual(messages(socket), ["two"]);
+  });
+
+  it("forgets messages written to a session that is gone", () => {
+    const env = resumable();
+    env.bridge.send("lost");
+    env.fake.last().drop(1006);
+    env.bridge.send("unsent");
+    mock.timers.tick(0);
+    const socket = env.fake.last();
+    socket.open();
+    socket.deliver(resumableReady([], { token: "tok-2" }));
+    assert.deepEqual(messages(socket), ["unsent"]);
+  });
+});
+
 describe("dead link", () => {
   it("gives up on a link with no frame for heartbeat interval + timeout, and resumes", () => {
     const env = resumable();
