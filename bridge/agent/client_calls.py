@@ -26,7 +26,7 @@ from bridge.protocol import (
 
 __all__ = ["ClientCalls", "Outcome"]
 
-log = logging.getLogger("bridge.agent.client_calls")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

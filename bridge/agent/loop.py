@@ -38,7 +38,7 @@ from bridge.toolspec import ToolSpec
 
 __all__ = ["AgentLoop"]
 
-log = logging.getLogger("bridge.agent.loop")
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)

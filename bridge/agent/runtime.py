@@ -40,7 +40,7 @@ from bridge.session import ResumePlan, Run, Session
 
 __all__ = ["SessionRuntime"]
 
-log = logging.getLogger("bridge.agent.runtime")
+log = logging.getLogger(__name__)
 
 
 class SessionRuntime:

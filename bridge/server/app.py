@@ -20,6 +20,7 @@ from bridge.server.connection import Connection
 from bridge.server.hub import SessionHub
 from bridge.server.logs import install_redaction
 from bridge.server.settings import BridgeSettings
+from bridge.store import SessionStore
 
 __all__ = ["Bridge", "create_app"]
 
@@ -38,6 +39,7 @@ class Bridge:
         model: ModelSource | None = None,
         server_tools: ServerTools | None = None,
         authenticate: AuthHook | None = None,
+        store: SessionStore | None = None,
     ) -> None:
         self.settings = settings or BridgeSettings()
         self.server_tools = server_tools or ServerTools(self.settings.tool_limits())
@@ -58,11 +60,11 @@ class Bridge:
             server_tools=self.server_tools,
             model_for=self._model_for,
             max_sessions=self.settings.max_sessions,
+            store=store,
         )
         self.router = APIRouter()
         self.router.add_api_websocket_route("/ws/agent/{session_id}", self._endpoint)
         self.router.add_api_route("/healthz", self._health, methods=["GET"])
-        install_redaction()
 
     async def _health(self) -> dict[str, Any]:
         return {
@@ -101,12 +103,22 @@ def create_app(
     authenticate: AuthHook | None = None,
     static_dir: Path | None = None,
     static_mounts: Mapping[str, Path] | None = None,
+    store: SessionStore | None = None,
 ) -> FastAPI:
     """A FastAPI app serving the bridge, and the demo page at `/` when `static_dir` is given.
 
     `static_mounts` maps URL prefixes to directories (the demo's SDK at `/sdk`, for example).
     """
-    bridge = Bridge(settings, model=model, server_tools=server_tools, authenticate=authenticate)
+    # The server starts here, so this is where log lines learn to hide secrets; constructing a
+    # Bridge to mount its router elsewhere changes no global logging.
+    install_redaction()
+    bridge = Bridge(
+        settings,
+        model=model,
+        server_tools=server_tools,
+        authenticate=authenticate,
+        store=store,
+    )
     app = FastAPI(title="agent-bridge")
     app.state.bridge = bridge
     app.include_router(bridge.router)

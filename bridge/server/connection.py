@@ -35,7 +35,7 @@ from bridge.protocol import (
 
 __all__ = ["Connection", "Greeter"]
 
-log = logging.getLogger("bridge.server.connection")
+log = logging.getLogger(__name__)
 
 _FLUSH_TIMEOUT_S = 2.0
 

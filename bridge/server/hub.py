@@ -3,7 +3,8 @@
 A session is created by a valid `hello`, never by a bare socket. When its connection leaves,
 the session is held for the resume grace with its run going on; a client that comes back with
 the session's `resume_token` carries on where it left off. When the grace ends with nobody
-back, the run ends as `disconnected` and the session is kept, idle, until its time to live.
+back, the run ends as `disconnected`, the live runtime is let go and the session's record goes
+to the store until its time to live; a later client is served from that record.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from bridge.models.base import Model
 from bridge.protocol import PROTOCOL_VERSION, ErrorMessage, HelloMessage, Limits
 from bridge.server.connection import Connection
 from bridge.session import ResumePlan, Session
+from bridge.store import MemoryStore, SessionStore
 
 __all__ = ["SessionHub"]
 
-log = logging.getLogger("bridge.server.hub")
+log = logging.getLogger(__name__)
 
 _REPLACE_WAIT_S = 5.0
 
@@ -42,7 +44,7 @@ class SessionHub:
         server_tools: ServerTools,
         model_for: Callable[[str], Model],
         max_sessions: int,
-        clock: Callable[[], float] = time.monotonic,
+        store: SessionStore | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._limits = limits
@@ -51,13 +53,11 @@ class SessionHub:
         self._server_tools = server_tools
         self._model_for = model_for
         self._max_sessions = max_sessions
-        self._clock = clock
+        self.store: SessionStore = store if store is not None else MemoryStore()
         self._wall_clock = wall_clock
         self._runtimes: dict[str, SessionRuntime] = {}
         self._connections: dict[str, Connection] = {}
         self._held: dict[str, asyncio.TimerHandle] = {}
-        # Insertion order is departure order, so expiry looks only at the oldest departures.
-        self._left_at: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._runtimes)
@@ -87,8 +87,11 @@ class SessionHub:
                 code=ErrorCode.UNSUPPORTED_PROTOCOL,
             )
         session_id = connection.session_id
-        self._forget_expired()
         runtime = self._runtimes.get(session_id)
+        if runtime is None:
+            record = await self.store.get(session_id)
+            if record is not None:
+                runtime = self._create(session_id, record)
         headers: list[BaseModel] = []
         if hello.resume is not None and runtime is not None:
             plan = runtime.session.resume_plan(hello.resume)
@@ -124,15 +127,14 @@ class SessionHub:
         headers.insert(0, runtime.greet(hello.tools, connection.notify))
         return runtime, headers
 
-    def _create(self, session_id: str) -> SessionRuntime:
+    def _create(self, session_id: str, record: dict[str, Any] | None = None) -> SessionRuntime:
         if len(self._runtimes) >= self._max_sessions:
             raise ConnectionRefused("the server is at its session limit", close_code=CloseCode.BUSY)
-        session = Session(
-            session_id,
-            clock=self._wall_clock,
-            limits=self._limits,
-            server_tools=self._server_tools.specs,
-        )
+        clock, specs = self._wall_clock, self._server_tools.specs
+        if record is None:
+            session = Session(session_id, clock=clock, limits=self._limits, server_tools=specs)
+        else:
+            session = Session.load(record, clock=clock, limits=self._limits, server_tools=specs)
         runtime = SessionRuntime(
             session,
             self._model_for(session_id),
@@ -147,7 +149,6 @@ class SessionHub:
         timer = self._held.pop(session_id, None)
         if timer is not None:
             timer.cancel()
-        self._left_at.pop(session_id, None)
         previous = self._connections.get(session_id)
         self._connections[session_id] = connection
         if previous is not None and previous is not connection:
@@ -168,6 +169,7 @@ class SessionHub:
         runtime.outbox.detach(connection.notify)
         if for_good:
             del self._runtimes[session_id]
+            await self.store.delete(session_id)
             await runtime.end("disconnected")
             return
         loop = asyncio.get_running_loop()
@@ -180,18 +182,17 @@ class SessionHub:
         runtime = self._runtimes.get(session_id)
         if runtime is None or session_id in self._connections:
             return
-        self._left_at[session_id] = self._clock()
-        task = asyncio.get_running_loop().create_task(runtime.end("disconnected"))
+        task = asyncio.get_running_loop().create_task(self._retire(session_id, runtime))
         task.add_done_callback(_log_failure)
 
-    def _forget_expired(self) -> None:
-        cutoff = self._clock() - self._limits.ttl_s
-        while self._left_at:
-            session_id, left = next(iter(self._left_at.items()))
-            if left > cutoff:
-                break
-            del self._left_at[session_id]
-            self._runtimes.pop(session_id, None)
+    async def _retire(self, session_id: str, runtime: SessionRuntime) -> None:
+        """Nobody came back in time: end the run and keep only the session's record."""
+        await runtime.end("disconnected")
+        if session_id in self._connections or self._runtimes.get(session_id) is not runtime:
+            return
+        await self.store.put(session_id, runtime.session.dump(), self._limits.ttl_s)
+        if session_id not in self._connections and self._runtimes.get(session_id) is runtime:
+            del self._runtimes[session_id]
 
     async def close(self) -> None:
         """Server shutdown: end every session's run."""
