@@ -5,7 +5,8 @@ Defaults come from the limit records in `bridge.limits`, so each is written once
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import fields
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,35 +59,35 @@ class BridgeSettings(BaseSettings):
     progress_cap_ms: int = _SESSION.progress_cap_ms
     max_steps: int = _SESSION.max_steps
     max_queued_messages: int = _SESSION.max_queued_messages
+    max_message_chars: int = _SESSION.max_message_chars
 
     def tool_limits(self) -> ToolLimits:
-        return ToolLimits(
-            max_tools=self.max_tools,
-            max_description_chars=self.max_description_chars,
-            max_schema_bytes=self.max_schema_bytes,
-            max_schema_depth=self.max_schema_depth,
-            default_timeout_ms=self.default_tool_timeout_ms,
-            max_timeout_ms=self.max_tool_timeout_ms,
-            human_timeout_ms=self.human_timeout_ms,
-        )
+        return _record(ToolLimits, self, _RENAMED)
 
     def session_limits(self) -> SessionLimits:
-        return SessionLimits(
-            tools=self.tool_limits(),
-            max_queued_messages=self.max_queued_messages,
-            progress_cap_ms=self.progress_cap_ms,
-            max_steps=self.max_steps,
-            resume_grace_s=self.resume_grace_s,
-            replay_max_messages=self.replay_max_messages,
-            replay_max_bytes=self.replay_max_bytes,
-            ttl_s=self.session_ttl_s,
-        )
+        return _record(SessionLimits, self, _RENAMED, tools=self.tool_limits())
 
     def connection_limits(self) -> ConnectionLimits:
-        return ConnectionLimits(
-            max_message_bytes=self.max_message_bytes,
-            send_queue_size=self.send_queue_size,
-            hello_timeout_s=self.hello_timeout_s,
-            heartbeat_interval_s=self.heartbeat_interval_s,
-            heartbeat_timeout_s=self.heartbeat_timeout_s,
-        )
+        return _record(ConnectionLimits, self, _RENAMED)
+
+
+# Record fields whose `BRIDGE_*` name says more than the field does; the rest share their name.
+_RENAMED = {
+    "default_timeout_ms": "default_tool_timeout_ms",
+    "max_timeout_ms": "max_tool_timeout_ms",
+    "ttl_s": "session_ttl_s",
+}
+
+_Record = TypeVar("_Record")
+
+
+def _record(
+    kind: type[_Record], settings: BridgeSettings, renamed: dict[str, str], **given: Any
+) -> _Record:
+    names = {renamed.get(f.name, f.name): f.name for f in fields(kind)}  # type: ignore[arg-type]
+    values = {
+        field: getattr(settings, name)
+        for name, field in names.items()
+        if field not in given and name in type(settings).model_fields
+    }
+    return kind(**values, **given)
