@@ -237,10 +237,11 @@ class OpenAIServer:
             return False
         if reply.end == "malformed":
             await _write_chunk(writer, reply.bad_event)
-        if reply.end != "truncate":
-            for frame in frames:
-                if frame.kind == "closing":
-                    await _write_chunk(writer, frame.data)
+        closing = [frame for frame in frames if frame.kind == "closing"]
+        if reply.end == "truncate":
+            closing = closing[: reply.keep_closing]
+        for frame in closing:
+            await _write_chunk(writer, frame.data)
         await _write_chunk(writer, b"")
         return True
 

@@ -84,7 +84,9 @@ class Reply:
     default) and then the finishing events as if nothing had happened, and "incomplete" ends
     the answer the way a token limit does (`finish_reason: "length"`, `response.incomplete`).
     `cut_after` applies that ending after so many content events (text pieces and argument
-    fragments) instead of after all of them.
+    fragments) instead of after all of them; `keep_closing` lets a "truncate" through that
+    many finishing events first (1 in Chat Completions: the `finish_reason` chunk, without the
+    usage chunk and `[DONE]`).
     `hold_after` pauses after so many content events until `release` is set, so a test can
     watch the first tokens arrive while the response is still open.
     """
@@ -98,6 +100,7 @@ class Reply:
     release: asyncio.Event | None = None
     interleave_calls: bool = False
     bad_event: bytes = UNDECODABLE_EVENT
+    keep_closing: int = 0
 
     @property
     def pieces(self) -> list[str]:
