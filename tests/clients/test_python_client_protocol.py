@@ -162,6 +162,11 @@ async def test_replayed_frames_are_processed_once_and_run_returns_across_the_dro
             assert (result.text, result.reason) == ("abc", "done")
             assert client.duplicates == 2
             assert client.last_seq == 6
+            # Frames a connection sends on its own carry seq 0: never taken for replays.
+            await second.send({"type": "pong", "seq": 0, "nonce": "direct"})
+            await second.send({"type": "pong", "seq": 0, "nonce": "direct"})
+            assert (await client.wait_for("pong"))["nonce"] == "direct"
+            assert (await client.wait_for("pong"))["nonce"] == "direct"
 
 
 async def test_step_retry_drops_the_text_of_the_voided_step() -> None:
@@ -223,7 +228,7 @@ async def test_an_expired_session_starts_fresh_with_the_same_tools_and_says_so()
             assert second.hello["resume"] == {"token": "tok-1", "last_seq": 8}
             assert [t["name"] for t in second.hello["tools"]] == ["echo"]
             await second.send(
-                {"type": "error", "seq": 1, "code": "session_expired", "message": "gone"},
+                {"type": "error", "seq": 0, "code": "session_expired", "message": "gone"},
                 ready("tok-2"),
             )
             with pytest.raises(ConversationReset):

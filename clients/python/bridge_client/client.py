@@ -148,7 +148,8 @@ class BridgeClient:
     Reconnecting: `reconnect=False` gives the old behaviour (the first close ends the client).
     `reconnects` counts the connections made after the first, `dead_links` the connections
     given up for silence (no frame for `heartbeat_interval_ms + heartbeat_timeout_ms` of
-    `ready.limits`), `duplicates` the replayed frames dropped because their `seq` was seen.
+    `ready.limits`), `duplicates` the replayed frames dropped because their `seq` was seen,
+    `results_resent` the tool results sent again because a connection may have lost them.
 
     When a resume finds that the server no longer has the session (`error session_expired`),
     the client carries on in a fresh session with the same tools, adds one to
@@ -209,7 +210,9 @@ class BridgeClient:
         self.reconnects = 0
         self.dead_links = 0
         self.duplicates = 0
+        self.results_resent = 0
         self.conversation_resets = 0
+        self._sent_once: set[str] = set()
 
     # Tools -------------------------------------------------------------------------------------
 
@@ -628,7 +631,9 @@ class BridgeClient:
             # The fresh session numbers from 1 again, this error included.
             await self._reset_conversation()
         seq = event.get("seq")
-        if kind not in ("ready", "snapshot") and isinstance(seq, int):
+        # Frames a connection sends on its own (before hello, or its headers) are numbered 0:
+        # they belong to no session's sequence.
+        if kind not in ("ready", "snapshot") and isinstance(seq, int) and seq > 0:
             if seq <= self._last_seq:
                 self.duplicates += 1
                 return
@@ -732,8 +737,14 @@ class BridgeClient:
     async def _deliver(self, link: _Link, call_id: str, response: dict[str, Any]) -> None:
         if call_id in link.answered or not link.ready:
             return
+        if self._answered_before(call_id):
+            self.results_resent += 1
         link.answered.add(call_id)
+        self._sent_once.add(call_id)
         await self._send_on(link, response)
+
+    def _answered_before(self, call_id: str) -> bool:
+        return call_id in self._sent_once
 
     async def _on_request(self, link: _Link, request: dict[str, Any]) -> None:
         call_id = request["id"]
@@ -752,6 +763,7 @@ class BridgeClient:
             return
         self._calls[call_id] = "ended"
         self._kept.pop(call_id, None)
+        self._sent_once.discard(call_id)
         task = self._handlers.pop(call_id, None) if cancel else None
         if task is not None:
             task.cancel()
