@@ -361,3 +361,55 @@ def test_backoff_starts_at_once_doubles_with_jitter_and_is_capped() -> None:
     assert backoff_delay(4, base_s=0.1, cap_s=5, rand=lambda: 1.0) == pytest.approx(0.8)
     assert backoff_delay(50, base_s=0.1, cap_s=5, rand=lambda: 1.0) == 5
     assert backoff_delay(50, base_s=0.1, cap_s=5, rand=lambda: 0.0) == 2.5
+
+
+async def test_a_run_that_ended_beyond_the_replay_window_is_read_from_the_snapshot() -> None:
+    async with asyncio.timeout(BOUND_S), ScriptedPeerServer() as server:
+        client = BridgeClient(server.url, backoff_base_s=0.01)
+        async with opened(client, server, ready("tok-1")) as first:
+            running = asyncio.create_task(client.run("long ago"))
+            await first.recv()
+            first.abort()  # run_started, its text and complete all fall out of the window
+
+            second = await server.accept()
+            await second.send(
+                ready("tok-1", resumed={"from_seq": 41, "pending_calls": [], "gap": True}),
+                {
+                    "type": "snapshot",
+                    "last_seq": 40,
+                    "turns": [
+                        {"role": "user", "content": "long ago", "run_id": "r1"},
+                        {"role": "assistant", "content": "it ended", "run_id": "r1"},
+                    ],
+                    "pending_calls": [],
+                },
+            )
+            result = await running
+            assert (result.run_id, result.text, result.reason) == ("r1", "it ended", "unknown")
+            assert client.last_seq == 40
+
+
+async def test_a_run_still_going_after_a_gap_continues_from_the_snapshot_text() -> None:
+    async with asyncio.timeout(BOUND_S), ScriptedPeerServer() as server:
+        client = BridgeClient(server.url, backoff_base_s=0.01)
+        async with opened(client, server, ready("tok-1")) as first:
+            running = asyncio.create_task(client.run("ongoing"))
+            await first.recv()
+            first.abort()
+
+            second = await server.accept()
+            await second.send(
+                ready("tok-1", resumed={"from_seq": 10, "pending_calls": [], "gap": True}),
+                {
+                    "type": "snapshot",
+                    "last_seq": 9,
+                    "turns": [{"role": "user", "content": "ongoing", "run_id": "r1"}],
+                    "run": {"run_id": "r1", "content": "so far, "},
+                    "pending_calls": [],
+                },
+                {"type": "token", "seq": 9, "run_id": "r1", "content": "already in the snapshot"},
+                {"type": "token", "seq": 10, "run_id": "r1", "content": "then the rest"},
+                {"type": "complete", "seq": 11, "run_id": "r1", "reason": "done", "steps": 1},
+            )
+            result = await running
+            assert (result.text, result.reason) == ("so far, then the rest", "done")
