@@ -8,6 +8,7 @@ conversation is cheap to keep, to store and to collect, and `dump`/`load` round-
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,18 +76,49 @@ class ToolResult:
 Turn = UserTurn | AssistantTurn | ToolResult
 
 
+# A lone surrogate cannot be encoded to UTF-8: kept in the conversation, it would fail every
+# later model request of the session.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(text: str) -> str:
+    return _SURROGATE.sub("\ufffd", text)
+
+
+class _Unencodable(ValueError):
+    pass
+
+
+def _encode(data: Any) -> str:
+    if isinstance(data, str):
+        return _clean(data)
+    try:
+        # NaN and Infinity are not JSON; a provider would refuse the whole request.
+        return _clean(json.dumps(data, ensure_ascii=False, allow_nan=False))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _Unencodable(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+
+
 def make_result(
     call: ToolCall, status: TerminalStatus, *, data: Any = None, detail: str | None = None
 ) -> ToolResult:
-    text = result_text(status, data, detail)
+    """The result as the conversation keeps it; an `ok` result that is not JSON is an `error`."""
+    try:
+        text = result_text(status, data, detail)
+    except _Unencodable as exc:
+        status = TerminalStatus.ERROR
+        text = result_text(status, detail=f"the tool's result could not be encoded as JSON ({exc})")
     is_json = status is TerminalStatus.OK and not isinstance(data, str)
     return ToolResult(call.id, call.name, status, text, is_json)
 
 
 def result_text(status: TerminalStatus, data: Any = None, detail: str | None = None) -> str:
-    """The text the model reads for a result: data for `ok`, a sentence it can act on otherwise."""
+    """The text the model reads for a result: data for `ok`, a sentence it can act on otherwise.
+
+    Raises `ValueError` when an `ok` result cannot be encoded as JSON.
+    """
     if status is TerminalStatus.OK:
-        return data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+        return _encode(data)
     sentences = {
         TerminalStatus.ERROR: "The tool failed",
         TerminalStatus.INVALID_ARGUMENTS: "The arguments were invalid and the tool was not run",
@@ -100,18 +132,84 @@ def result_text(status: TerminalStatus, data: Any = None, detail: str | None = N
     }
     text = f"[{status.value}] {sentences[status]}"
     if detail:
-        text += f": {detail}"
+        text += f": {_clean(detail)}"
     if status is TerminalStatus.INVALID_ARGUMENTS:
         text += ". Correct the arguments and call the tool again."
     return text
 
 
+def _size(turn: Turn) -> int:
+    if isinstance(turn, AssistantTurn):
+        return len(turn.content) + sum(len(c.name) + len(c.arguments) for c in turn.tool_calls)
+    return len(turn.content)
+
+
+def _truncated(result: ToolResult, limit: int) -> ToolResult:
+    total = len(result.content)
+    marker = (
+        f"\n[truncated by the bridge: the first {limit} of {total} characters are shown; "
+        "ask the tool for less, or for the rest]"
+    )
+    # No longer JSON once cut, so it is kept, and shown, as text.
+    return ToolResult(
+        result.call_id, result.name, result.status, result.content[:limit] + marker, False
+    )
+
+
 @dataclass(slots=True)
 class Conversation:
+    """The turns, bounded when limits are given (0 means no bound).
+
+    Policy when a bound is passed: a tool result longer than `max_result_chars` is cut, with a
+    marker the model reads; past `max_turns` or `max_chars` the oldest exchanges are dropped
+    whole, each from a user message up to the next, so a call never loses its result, and the
+    exchange in progress is always kept.
+    """
+
     turns: list[Turn] = field(default_factory=list)
+    max_turns: int = 0
+    max_chars: int = 0
+    max_result_chars: int = 0
+    # `turns` may be replaced from outside (a session loaded from storage): the running size is
+    # valid only for the list it was counted on.
+    _chars: int = 0
+    _counted: list[Turn] | None = None
 
     def add(self, turn: Turn) -> None:
+        if (
+            isinstance(turn, ToolResult)
+            and self.max_result_chars
+            and len(turn.content) > self.max_result_chars
+        ):
+            turn = _truncated(turn, self.max_result_chars)
+        if self._counted is not self.turns:
+            self._chars = sum(_size(t) for t in self.turns)
+            self._counted = self.turns
         self.turns.append(turn)
+        self._chars += _size(turn)
+        if (self.max_turns and len(self.turns) > self.max_turns) or (
+            self.max_chars and self._chars > self.max_chars
+        ):
+            self._trim()
+
+    def _trim(self) -> None:
+        turns = self.turns
+        cut = 0
+        dropped = 0
+        while (self.max_turns and len(turns) - cut > self.max_turns) or (
+            self.max_chars and self._chars - dropped > self.max_chars
+        ):
+            start = cut
+            cut += 1
+            while cut < len(turns) and not isinstance(turns[cut], UserTurn):
+                cut += 1
+            if cut >= len(turns):
+                cut = start
+                break
+            dropped += sum(_size(t) for t in turns[start:cut])
+        if cut:
+            del turns[:cut]
+            self._chars -= dropped
 
     def __iter__(self) -> Iterator[Turn]:
         return iter(self.turns)

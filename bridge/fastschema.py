@@ -11,9 +11,10 @@ direction is allowed; accepting what `jsonschema` would reject is not.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from bridge import regex
 
 __all__ = ["Check", "compile_check"]
 
@@ -64,7 +65,7 @@ def compile_check(schema: Any) -> Check | None:
     """A sound accept-check for `schema`, or None when it uses anything outside the subset."""
     try:
         return _compile(schema)
-    except (_Unsupported, re.error, TypeError, ValueError):
+    except (_Unsupported, regex.PatternError, TypeError, ValueError):
         return None
 
 
@@ -201,8 +202,10 @@ def _string_checks(schema: Mapping[str, Any]) -> list[Check]:
     if "pattern" in schema:
         if not isinstance(schema["pattern"], str):
             raise _Unsupported("pattern")
-        search = re.compile(schema["pattern"]).search
-        checks.append(lambda v: type(v) is not str or search(v) is not None)
+        # The same engine as the validators' `pattern` keyword, so the two never disagree.
+        source = schema["pattern"]
+        regex.compile_pattern(source)
+        checks.append(lambda v: type(v) is not str or regex.search(source, v))
     return checks
 
 

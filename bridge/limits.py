@@ -25,6 +25,17 @@ class ToolLimits:
     max_timeout_ms: int = 300_000
     # Interactive tools wait on a person, not a machine: their own clock, and a longer one.
     human_timeout_ms: int = 600_000
+    # Checking definitions is work on the event loop, so what one client may make it check is
+    # bounded: per message, and per session over any minute (a token bucket).
+    # A longer batch is refused in one rejection before any definition is looked at.
+    max_tools_per_message: int = 64
+    max_registration_bytes: int = 262_144
+    registration_bytes_per_minute: int = 1_048_576
+    # Definitions already checked are kept for the next session; this bounds their text.
+    definition_cache_bytes: int = 8_388_608
+    # Time one argument or result check may take: a small schema can still branch
+    # exponentially (nested anyOf through $ref), and the check runs on the event loop.
+    max_validation_ms: int = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +47,17 @@ class SessionLimits:
     max_message_chars: int = 100_000
     progress_cap_ms: int = 600_000
     max_steps: int = 8
+    # A model step whose stream broke after it started is made again this many times.
+    model_step_retries: int = 2
     resume_grace_s: float = 60.0
     replay_max_messages: int = 2048
     replay_max_bytes: int = 1_048_576
     ttl_s: float = 600.0
+    # The conversation the model reads: past these, the oldest exchanges are dropped whole, and
+    # a longer tool result is cut with a marker (policy in bridge/conversation.py).
+    max_conversation_turns: int = 1_000
+    max_conversation_chars: int = 2_000_000
+    max_result_chars: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +69,23 @@ class ConnectionLimits:
     hello_timeout_s: float = 10.0
     heartbeat_interval_s: float = 20.0
     heartbeat_timeout_s: float = 20.0
+    # Frames waiting on a connection before its hello (answers to pings, errors): beyond
+    # these the client is not reading and is closed.
+    send_queue_bytes: int = 1_048_576
+    # A pong echoes its nonce: capped so a ping cannot make the server write what it was sent.
+    max_nonce_chars: int = 128
+    # Token buckets per connection: sustained rate and burst, in frames and in bytes.
+    frames_per_s: float = 100.0
+    burst_frames: int = 200
+    bytes_per_s: float = 1_048_576.0
+    burst_bytes: int = 4_194_304
+    # Per client address (the proxy's, unless uvicorn is told to trust its forwarded headers).
+    max_connections_per_address: int = 256
+    max_new_sessions_per_minute: int = 60
+    # From TCP accept to a complete HTTP request head; uvicorn alone waits forever.
+    handshake_timeout_s: float = 10.0
+    # After our close frame: how long a peer that does not read gets before the socket is cut.
+    close_timeout_s: float = 5.0
 
 
 def wire_limits(session: SessionLimits, connection: ConnectionLimits) -> Limits:

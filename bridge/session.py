@@ -39,7 +39,7 @@ from bridge.protocol import (
     SnapshotTurn,
     ToolsReport,
 )
-from bridge.toolspec import ToolSpec, parse_tool, register_many
+from bridge.toolspec import SchemaBudget, ToolSpec, parse_tool, register_many
 
 __all__ = ["ResumePlan", "Run", "Session"]
 
@@ -76,7 +76,12 @@ class Session:
         self.limits = limits or SessionLimits()
         self.server_tools: Mapping[str, ToolSpec] = server_tools or {}
         self.client_tools: dict[str, ToolSpec] = {}
-        self.conversation = Conversation()
+        self.conversation = Conversation(
+            max_turns=self.limits.max_conversation_turns,
+            max_chars=self.limits.max_conversation_chars,
+            max_result_chars=self.limits.max_result_chars,
+        )
+        self.schema_budget = SchemaBudget(self.limits.tools.registration_bytes_per_minute, clock)
         self.calls = CallTable(clock, progress_cap_s=self.limits.progress_cap_ms / 1000)
         self.outbound = OutboundLog(
             max_messages=self.limits.replay_max_messages, max_bytes=self.limits.replay_max_bytes
@@ -111,7 +116,11 @@ class Session:
 
     def register(self, raw_tools: Iterable[Any]) -> ToolsReport:
         accepted, rejected = register_many(
-            raw_tools, self.client_tools, self.limits.tools, reserved=self.server_tools
+            raw_tools,
+            self.client_tools,
+            self.limits.tools,
+            reserved=self.server_tools,
+            budget=self.schema_budget,
         )
         for spec in accepted:
             self.client_tools[spec.name] = spec
