@@ -39,7 +39,7 @@ _HOMES = {
     "ErrorCode": "bridge.errors",
     "MemoryStore": "bridge.store",
     "Model": "bridge.models.base",
-    "ModelError": "bridge.models.base",
+    "ModelError": "bridge.errors",
     "ModelEvent": "bridge.models.base",
     "ServerTools": "bridge.agent.server_tools",
     "SessionStore": "bridge.store",
@@ -53,10 +53,9 @@ _HOMES = {
 if TYPE_CHECKING:
     from bridge.agent.server_tools import ServerTools
     from bridge.calls import TerminalStatus
-    from bridge.errors import BridgeError, CloseCode, ErrorCode
+    from bridge.errors import BridgeError, CloseCode, ErrorCode, ModelError
     from bridge.models.base import (
         Model,
-        ModelError,
         ModelEvent,
         TextDelta,
         ToolCallEvent,

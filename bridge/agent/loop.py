@@ -23,7 +23,7 @@ from bridge.calls import TerminalStatus
 from bridge.conversation import AssistantTurn, ToolCall, ToolResult, Turn, UserTurn, make_result
 from bridge.errors import ErrorCode
 from bridge.models.base import Model, ModelError, ModelEvent, TextDelta, ToolCallEvent, UsageEvent
-from bridge.models.retry import DEFAULT_STEP_RETRIES, StepRetryPolicy
+from bridge.models.retry import StepRetryPolicy
 from bridge.protocol import (
     CompleteReason,
     ErrorMessage,
@@ -151,7 +151,7 @@ class AgentLoop:
         own = getattr(self._model, "step_retry", None)
         if isinstance(own, StepRetryPolicy):
             return own
-        retries = getattr(self._session.limits, "model_step_retries", DEFAULT_STEP_RETRIES)
+        retries = self._session.limits.model_step_retries
         return StepRetryPolicy(retries=retries)
 
     async def _stream_attempt(self, run_id: str, step: _Step, usage: Usage) -> Usage:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Unpack
 
 import openai
 from openai.types.chat import (
@@ -29,14 +30,13 @@ from bridge.conversation import AssistantTurn, ToolResult, Turn, UserTurn
 from bridge.errors import ErrorCode
 from bridge.models.base import ModelError, ModelEvent, TextDelta, ToolCallEvent, UsageEvent
 from bridge.models.openai_common import (
-    DEFAULT_TIMEOUT_S,
     OpenAIModelBase,
+    ProviderOptions,
     as_text,
     bad_response,
     model_error,
     truncated,
 )
-from bridge.models.retry import StepRetryPolicy
 from bridge.toolspec import ToolSpec
 
 __all__ = ["OpenAIChatModel", "chat_messages", "chat_tools"]
@@ -101,28 +101,9 @@ class OpenAIChatModel(OpenAIModelBase):
     api = "chat"
 
     def __init__(
-        self,
-        model: str,
-        *,
-        client: openai.AsyncOpenAI | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        max_retries: int = 2,
-        instructions: str | None = None,
-        include_usage: bool = True,
-        step_retry: StepRetryPolicy | None = None,
+        self, model: str, *, include_usage: bool = True, **options: Unpack[ProviderOptions]
     ) -> None:
-        super().__init__(
-            model,
-            client=client,
-            api_key=api_key,
-            base_url=base_url,
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-            instructions=instructions,
-            step_retry=step_retry,
-        )
+        super().__init__(model, **options)
         self._include_usage = include_usage
         # Some compatible servers ignore `include_usage`; a missing usage chunk only means a
         # cut stream once this server has shown that it sends one. (The `[DONE]` line, the

@@ -11,11 +11,11 @@ import logging
 import os
 import re
 import time
+from typing import TypedDict
 
 import openai
 
-from bridge.errors import ErrorCode
-from bridge.models.base import ModelError
+from bridge.errors import ErrorCode, ModelError
 from bridge.models.retry import StepRetryPolicy, parse_retry_after
 
 __all__ = [
@@ -174,6 +174,18 @@ def truncated(missing: str) -> ModelError:
         code=ErrorCode.MODEL_TRUNCATED,
         broken_stream=True,
     )
+
+
+class ProviderOptions(TypedDict, total=False):
+    """What both providers take besides the model name; a provider adds its own on top."""
+
+    client: openai.AsyncOpenAI | None
+    api_key: str | None
+    base_url: str | None
+    timeout_s: float
+    max_retries: int
+    instructions: str | None
+    step_retry: StepRetryPolicy | None
 
 
 class OpenAIModelBase:

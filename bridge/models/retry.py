@@ -16,12 +16,13 @@ import email.utils
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bridge.limits import SessionLimits
 from bridge.models.base import ModelError
 
 __all__ = ["DEFAULT_STEP_RETRIES", "StepRetryPolicy", "parse_retry_after"]
 
 # The setting BRIDGE_MODEL_STEP_RETRIES defaults to this.
-DEFAULT_STEP_RETRIES = 2
+DEFAULT_STEP_RETRIES = SessionLimits().model_step_retries
 
 
 @dataclass(frozen=True, slots=True)

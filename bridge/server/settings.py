@@ -58,6 +58,7 @@ class BridgeSettings(BaseSettings):
     human_timeout_ms: int = _TOOL.human_timeout_ms
     progress_cap_ms: int = _SESSION.progress_cap_ms
     max_steps: int = _SESSION.max_steps
+    model_step_retries: int = _SESSION.model_step_retries
     max_queued_messages: int = _SESSION.max_queued_messages
     max_message_chars: int = _SESSION.max_message_chars
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
+from bridge.models.base import ModelEvent
 from bridge.models.retry import StepRetryPolicy
 
 # Real backoff shapes, scaled down to milliseconds so that a test never waits on a clock.
@@ -57,3 +59,7 @@ def assistant_texts(request_body: dict[str, Any], api: str) -> list[str]:
         for item in request_body["input"]
         if item.get("type") == "message" and item["role"] == "assistant"
     ]
+
+
+async def anext_all(stream: AsyncIterator[ModelEvent]) -> list[ModelEvent]:
+    return [event async for event in stream]

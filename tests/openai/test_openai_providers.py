@@ -19,10 +19,10 @@ from openai.types.chat.chat_completion_chunk import (
 from bridge.calls import TerminalStatus
 from bridge.conversation import AssistantTurn, ToolCall, ToolResult, Turn, UserTurn, result_text
 from bridge.errors import ErrorCode
+from bridge.limits import ToolLimits
 from bridge.models.base import ModelError, TextDelta, ToolCallEvent, UsageEvent
 from bridge.models.openai_chat import _events
 from bridge.testing import Fail, OpenAIServer, Reply, tool_call
-from bridge.limits import ToolLimits
 from bridge.toolspec import parse_tool
 from tests.openai.openai_support import APIS, BOUND_S, provider, sent_calls, sent_results
 

@@ -5,14 +5,10 @@ uvicorn: a step counts only when the model finished it, a broken one is made aga
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from bridge.conversation import UserTurn
-from bridge.errors import ErrorCode
-from bridge.models.base import ModelError, ModelEvent, TextDelta
 from bridge.models.retry import StepRetryPolicy
 from bridge.testing import Fail, OpenAIServer, Reply, tool_call
 from bridge_client import BridgeClient, RunResult
@@ -272,24 +268,3 @@ async def test_an_answer_cut_by_its_token_limit_is_model_incomplete(
     assert not retries(failed.events), "the same request would stop at the same limit"
     assert not [e for e in failed.events if e["type"] == "tool_request"]
     assert final_text(failed.events) == "The list goes on and"
-
-
-async def test_a_chat_stream_cut_before_its_usage_chunk_is_truncated(api: str) -> None:
-    if api != "chat":
-        pytest.skip("the usage chunk is Chat Completions' own")
-    whole = Reply(["Counted."], usage=(5, 1))
-    cut_after_finish = Reply(["Counted."], end="truncate", keep_closing=1)
-    async with OpenAIServer(cut_after_finish, whole, cut_after_finish) as llm:
-        model = provider(api, llm)
-        async with asyncio.timeout(BOUND_S):
-            # Before this server has shown that it sends usage, a finish_reason is enough.
-            first = await anext_all(model.stream([UserTurn("count")], []))
-            assert first == [TextDelta("Counted.")]
-            await anext_all(model.stream([UserTurn("count")], []))
-            with pytest.raises(ModelError) as cut:
-                await anext_all(model.stream([UserTurn("count")], []))
-    assert cut.value.code is ErrorCode.MODEL_TRUNCATED and cut.value.broken_stream
-
-
-async def anext_all(stream: AsyncIterator[ModelEvent]) -> list[ModelEvent]:
-    return [event async for event in stream]
