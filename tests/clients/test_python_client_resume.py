@@ -8,11 +8,16 @@ import itertools
 import random
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from bridge.calls import TerminalStatus
 from bridge.conversation import AssistantTurn, ToolResult, Turn
+from bridge.errors import ModelError
+from bridge.models.base import TextDelta
+from bridge.models.retry import StepRetryPolicy
 from bridge.testing import FaultProxy, Hang, ScriptedModel, call
+from bridge.toolspec import ToolSpec
 from bridge_client import BridgeClient, ConversationReset, ToolContext
 from tests.conftest import StartBridge
 
@@ -180,6 +185,49 @@ async def test_a_run_waiting_when_the_session_expires_raises(start_bridge: Start
                 pass
             else:
                 raise AssertionError("run() returned for a run of a session that is gone")
+
+
+class RetriedStep:
+    """A model whose second step breaks once after some text, then succeeds when made again."""
+
+    name = "retried"
+    step_retry = StepRetryPolicy(base_delay_s=0.001, max_delay_s=0.001)
+
+    def __init__(self) -> None:
+        self.streams = 0
+
+    def stream(self, conversation: Sequence[Turn], tools: Sequence[ToolSpec]) -> AsyncIterator[Any]:
+        self.streams += 1
+        return self._play(self.streams)
+
+    async def _play(self, attempt: int) -> AsyncIterator[Any]:
+        if attempt == 1:
+            yield TextDelta("Let me look. ")
+            yield call("echo", {"text": "q"})
+            return
+        yield TextDelta("It is ")
+        if attempt == 2:
+            yield TextDelta("garbl")
+            raise ModelError("the stream broke", broken_stream=True)
+        yield TextDelta("Q.")
+
+
+async def test_step_retry_across_a_cut_keeps_only_the_final_attempt(
+    start_bridge: StartBridge,
+) -> None:
+    runs: Counter[str] = Counter()
+    model = RetriedStep()
+    async with start_bridge(model=model) as server, FaultProxy(server.host, server.port) as proxy:
+        client = resilient(proxy.ws_url("retry"))
+        counted_echo(client, runs)
+        async with asyncio.timeout(BOUND_S), client:
+            # The retry notice and the new attempt's first words arrive, the rest is replayed.
+            trigger = proxy.cut_on(b"Q.", where="before")
+            result = await client.run("what is it?")
+            assert trigger.fired.is_set()
+    assert (result.text, result.reason, client.reconnects) == ("Let me look. It is Q.", "done", 1)
+    assert [e["type"] for e in result.events].count("step_retry") == 1
+    assert (model.streams, list(runs.values())) == (3, [1])
 
 
 # Chaos ----------------------------------------------------------------------------------------
