@@ -243,6 +243,8 @@ const DEFAULT_RECONNECT: Required<ReconnectOptions> = {
 const FINAL_CLOSE_CODES = new Set([1008, 1009, 4401, 4403, 4409]);
 // Used until a `ready` has told the real heartbeat: the server's defaults, 20 s + 20 s.
 const DEFAULT_DEAD_LINK_MS = 40_000;
+// From the socket's creation to `ready`; the server itself waits 10 s for a hello.
+const HANDSHAKE_TIMEOUT_MS = 15_000;
 // How many acknowledged call ids are remembered, so a stray replay of an old request never runs.
 const ACKNOWLEDGED_MEMORY = 1024;
 const SESSION_IN_PATH = /\/ws\/agent\/([^/]+)\/?$/;
@@ -497,8 +499,11 @@ export class AgentBridge {
     };
     socket.onmessage = (event) => this.receive(socket, event.data);
     socket.onclose = (event) => this.onClosed(socket, event.code, event.reason);
-    // `error` is always followed by `close`, which carries what there is to know.
-    socket.onerror = () => undefined;
+    // In browsers `error` is always followed by `close`, which carries what there is to know; some
+    // implementations (Node's) never send `close` for a failed handshake, so that ends it here.
+    socket.onerror = () => {
+      if (socket.readyState !== OPEN) this.onClosed(socket, 1006, "");
+    };
     // A handshake that never completes is a dead link too.
     this.armWatchdog();
   }
@@ -725,6 +730,8 @@ export class AgentBridge {
     const reset = this.resumeSent && resumed === null;
     this.greeted = true;
     this.ready = message;
+    // From here on the heartbeat's own bound applies.
+    this.armWatchdog();
     this.attempt = 0;
     if (resumed === null) {
       // A fresh session's stream numbers start again.
@@ -872,9 +879,10 @@ export class AgentBridge {
   private armWatchdog(): void {
     this.clearWatchdog();
     const limits = this.ready?.limits;
-    const ms = limits
+    const deadLink = limits
       ? limits.heartbeat_interval_ms + (limits.heartbeat_timeout_ms ?? limits.heartbeat_interval_ms)
       : DEFAULT_DEAD_LINK_MS;
+    const ms = this.greeted ? deadLink : Math.min(deadLink, HANDSHAKE_TIMEOUT_MS);
     const socket = this.socket;
     this.watchdog = setTimeout(() => this.onDeadLink(socket, ms), ms);
     // Outside a browser, the watchdog alone must not keep a process alive.

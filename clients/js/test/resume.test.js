@@ -331,10 +331,22 @@ describe("dead link", () => {
   it("gives up on a handshake that never completes", () => {
     const env = bridgeWith([]);
     env.bridge.connect();
-    mock.timers.tick(39_999);
+    mock.timers.tick(14_999);
     assert.equal(env.fake.sockets.length, 1);
     mock.timers.tick(1);
     assert.equal(env.fake.sockets[0].closedWith.code, 4000);
+    assert.equal(env.fake.sockets.length, 2);
+  });
+
+  it("takes an error before the socket opened as its end, where no close follows", () => {
+    const env = bridgeWith([]);
+    env.bridge.connect();
+    env.fake.last().onerror({});
+    assert.equal(env.bridge.status, "reconnecting");
+    mock.timers.tick(0);
+    assert.equal(env.fake.sockets.length, 2);
+    // A late close from the abandoned socket changes nothing.
+    env.fake.sockets[0].drop(1006);
     assert.equal(env.fake.sockets.length, 2);
   });
 
