@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 JS_DIR := clients/js
 QUICK  ?=
 
-.PHONY: setup demo test lint typecheck pytest jstest bench js chromium clean
+.PHONY: setup demo test lint typecheck pytest jstest bench js chromium services clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,7 +29,22 @@ chromium:
 	  fi; \
 	fi
 
-setup: $(STAMP) js chromium
+# Debian's redis-server and haproxy for the scale-out tests, which start both for real (and
+# fail, never skip, without them under CI=true). Whatever is missing is installed with one
+# apt-get run when we may (root). haproxy lives in sbin, which a user's PATH may lack.
+services:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing="$$missing haproxy"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "missing:$$missing: run 'sudo apt-get install$$missing' (Debian) for the scale-out tests"; \
+	  fi; \
+	fi
+
+setup: $(STAMP) js chromium services
 
 demo: $(STAMP) js
 	$(VENV)/bin/agent-bridge serve
