@@ -26,6 +26,11 @@ __all__ = ["OutboundLog"]
 COALESCE_MAX_CHARS = 4096
 
 
+def utf8_size(text: str) -> int:
+    """Bytes of `text` on the wire; frames are mostly ASCII, which needs no encoding to count."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
 class _Entry:
     __slots__ = ("frame", "parts", "run_id", "seq", "size")
 
@@ -34,7 +39,8 @@ class _Entry:
         self.frame = frame
         self.run_id = run_id
         self.parts = [text] if frame is None else []
-        self.size = len(frame) if frame is not None else len(text) + 64
+        # An open token frame is counted by its text plus room for the envelope around it.
+        self.size = utf8_size(frame) if frame is not None else utf8_size(text) + 64
 
     def text(self) -> str:
         if self.frame is None:
@@ -42,7 +48,7 @@ class _Entry:
                 TokenMessage(seq=self.seq, run_id=self.run_id, content="".join(self.parts))
             )
             self.parts = []
-            self.size = len(self.frame)
+            self.size = utf8_size(self.frame)
         return self.frame
 
 
@@ -63,6 +69,10 @@ class OutboundLog:
         self._open_tokens: _Entry | None = None
         # The last seq handed to the attached reader; None while no connection is attached.
         self.cursor: int | None = None
+        # While no reader is attached: the last seq the departed reader took. What came after
+        # is what it will ask for when it returns, so it is kept even past the bounds (tokens
+        # wait at the bound; only control messages, a step's worth at most, go beyond it).
+        self._held_after: int | None = None
         # Set by the connection while a write is suspended: the client is not keeping up.
         self.reader_busy = False
         # An unsent frame had to leave the window while a reader was attached: it fell behind
@@ -120,8 +130,9 @@ class OutboundLog:
             and entry.size + len(text) <= self._coalesce_max + 64
         ):
             entry.parts.append(text)
-            entry.size += len(text)
-            self._bytes += len(text)
+            grown = utf8_size(text)
+            entry.size += grown
+            self._bytes += grown
             self._trim()
             return
         self._seq += 1
@@ -139,6 +150,8 @@ class OutboundLog:
         while len(entries) > 1 and (
             len(entries) > self._max_messages or self._bytes > self._max_bytes
         ):
+            if self._held_after is not None and entries[0].seq > self._held_after:
+                return
             oldest = entries.popleft()
             self._bytes -= oldest.size
             if self.cursor is not None and oldest.seq > self.cursor:
@@ -158,8 +171,11 @@ class OutboundLog:
         self.cursor = self._seq if after_seq is None else after_seq
         self.reader_busy = False
         self.overflowed = False
+        self._held_after = None
+        self._trim()
 
     def detach(self) -> None:
+        self._held_after = self.cursor
         self.cursor = None
         self.reader_busy = False
 
@@ -170,18 +186,23 @@ class OutboundLog:
         # Seqs in the window are consecutive, so the next entry is found by arithmetic.
         index = max(0, self.cursor + 1 - self.first_seq)
         entry = self._entries[index]
-        before = entry.size
-        frame = entry.text()
-        self._bytes += entry.size - before
+        frame = self._freeze(entry)
         self.cursor = entry.seq
         if entry is self._open_tokens:
             self._open_tokens = None
         return frame
 
+    def _freeze(self, entry: _Entry) -> str:
+        """The entry's final frame; an open token frame stops growing and is counted exactly."""
+        before = entry.size
+        frame = entry.text()
+        self._bytes += entry.size - before
+        return frame
+
     # Record ------------------------------------------------------------------------------------
 
     def dump(self) -> dict[str, Any]:
-        return {"seq": self._seq, "frames": [[e.seq, e.text()] for e in self._entries]}
+        return {"seq": self._seq, "frames": [[e.seq, self._freeze(e)] for e in self._entries]}
 
     def load(self, data: Mapping[str, Any]) -> None:
         self._entries.clear()

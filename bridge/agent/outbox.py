@@ -59,7 +59,8 @@ class Outbox:
         notify()
 
     def detach(self, notify: Callable[[], None]) -> None:
-        if self._notify is notify:
+        # `==`, not `is`: each access to a bound method makes a new object that compares equal.
+        if self._notify == notify:
             self.log.detach()
             self._notify = _nothing
             self._room.set()

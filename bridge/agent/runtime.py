@@ -80,9 +80,11 @@ class SessionRuntime:
         report = self.session.greet(tools)
         after = last_seq if plan is ResumePlan.REPLAY else None
         snapshot = None if after is not None else self.session.snapshot()
+        # The first seq the client will see after ready (and snapshot), before redelivered
+        # requests take theirs.
+        from_seq = (after if after is not None else self.session.last_seq) + 1
         self.outbox.attach(after, notify)
         pending = self.client_calls.redeliver(after)
-        from_seq = (after if after is not None else self.session.last_seq) + 1
         resumed = Resumed(from_seq=from_seq, pending_calls=pending, gap=after is None)
         ready = self._ready(report)
         ready.resumed = resumed
