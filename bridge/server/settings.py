@@ -61,6 +61,14 @@ class BridgeSettings(BaseSettings):
     model_step_retries: int = _SESSION.model_step_retries
     max_queued_messages: int = _SESSION.max_queued_messages
     max_message_chars: int = _SESSION.max_message_chars
+    max_conversation_turns: int = _SESSION.max_conversation_turns
+    max_conversation_chars: int = _SESSION.max_conversation_chars
+    max_result_chars: int = _SESSION.max_result_chars
+    max_tools_per_message: int = _TOOL.max_tools_per_message
+    max_registration_bytes: int = _TOOL.max_registration_bytes
+    registration_bytes_per_minute: int = _TOOL.registration_bytes_per_minute
+    definition_cache_bytes: int = _TOOL.definition_cache_bytes
+    max_validation_ms: int = _TOOL.max_validation_ms
 
     def tool_limits(self) -> ToolLimits:
         return _record(ToolLimits, self, _RENAMED)
