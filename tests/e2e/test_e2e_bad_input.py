@@ -230,7 +230,8 @@ async def test_internal_error_closes_1011(
 
     monkeypatch.setattr(SessionRuntime, "handle", explode)
     async with start_bridge() as server:
-        async with asyncio.timeout(BOUND_S), BridgeClient(server.ws_url("bug")) as client:
+        bug_url = server.ws_url("bug")
+        async with asyncio.timeout(BOUND_S), BridgeClient(bug_url, reconnect=False) as client:
             await client.send("explode")
             assert await closed_with(client) == 1011
 
