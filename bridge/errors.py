@@ -20,8 +20,8 @@ __all__ = [
     "BridgeError",
     "CloseCode",
     "ConnectionRefused",
-    "ModelError",
     "ErrorCode",
+    "ModelError",
     "ProtocolError",
     "ToolDefinitionError",
 ]
@@ -47,6 +47,7 @@ class ErrorCode(StrEnum):
     NO_ACTIVE_RUN = "no_active_run"
     QUEUE_FULL = "queue_full"
     RESUME_DENIED = "resume_denied"
+    RATE_LIMITED = "rate_limited"
     SESSION_EXPIRED = "session_expired"
     MODEL_ERROR = "model_error"
     MODEL_AUTH = "model_auth"
@@ -75,6 +76,8 @@ class CloseCode(IntEnum):
     FORBIDDEN = 4403
     HEARTBEAT_TIMEOUT = 4408
     REPLACED = 4409
+    # Too many frames, bytes, connections or new sessions from this client: back off.
+    TOO_MANY = 4429
 
 
 class BridgeError(Exception):

@@ -72,8 +72,6 @@ class ConnectionLimits:
     # Frames waiting on a connection before its hello (answers to pings, errors): beyond
     # these the client is not reading and is closed.
     send_queue_bytes: int = 1_048_576
-    # A pong echoes its nonce: capped so a ping cannot make the server write what it was sent.
-    max_nonce_chars: int = 128
     # Token buckets per connection: sustained rate and burst, in frames and in bytes.
     frames_per_s: float = 100.0
     burst_frames: int = 200

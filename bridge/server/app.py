@@ -9,14 +9,18 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, WebSocket
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
+from bridge.agent.runtime import SessionRuntime
 from bridge.agent.server_tools import ServerTools
-from bridge.errors import CloseCode
+from bridge.errors import CloseCode, ConnectionRefused, ErrorCode
 from bridge.limits import wire_limits
 from bridge.models.base import Model
 from bridge.models.offline import OfflineModel
+from bridge.protocol import HelloMessage
+from bridge.ratelimit import AddressGate
 from bridge.server.auth import AuthHook, TokenAuth, allow_all
-from bridge.server.connection import Connection
+from bridge.server.connection import Connection, Greeter
 from bridge.server.hub import SessionHub
 from bridge.server.logs import install_redaction
 from bridge.server.settings import BridgeSettings
@@ -62,6 +66,11 @@ class Bridge:
             max_sessions=self.settings.max_sessions,
             store=store,
         )
+        limits = self._connection_limits
+        self.addresses = AddressGate(
+            max_connections=limits.max_connections_per_address,
+            new_sessions_per_minute=limits.max_new_sessions_per_minute,
+        )
         self.router = APIRouter()
         self.router.add_api_websocket_route("/ws/agent/{session_id}", self._endpoint)
         self.router.add_api_route("/healthz", self._health, methods=["GET"])
@@ -83,11 +92,46 @@ class Bridge:
             # close code, so the refusal is decided before accept and told after it.
             await _refuse(websocket, CloseCode.UNAUTHORIZED, "unauthorized")
             return
-        await websocket.accept()
-        connection = Connection(
-            websocket, session_id, self._connection_limits, self.hub.greet, self.hub.leave
-        )
-        await connection.run()
+        address = websocket.client.host if websocket.client is not None else ""
+        # Counted before accept, so a refused socket never gets a connection's tasks or queues.
+        if not self.addresses.open(address):
+            await _refuse(websocket, CloseCode.TOO_MANY, "too many connections from this address")
+            return
+        try:
+            await websocket.accept()
+            connection = Connection(
+                websocket,
+                session_id,
+                self._connection_limits,
+                self._greeter(address),
+                self.hub.leave,
+            )
+            await connection.run()
+        finally:
+            self.addresses.close(address)
+
+    def _greeter(self, address: str) -> Greeter:
+        """The hub's greeting, metered per address when the hello would start a new session."""
+
+        async def greet(
+            connection: Connection, hello: HelloMessage
+        ) -> tuple[SessionRuntime, list[BaseModel]]:
+            # A hello for a session that exists resumes or takes it over and creates nothing.
+            if self.hub.runtime(connection.session_id) is not None:
+                return await self.hub.greet(connection, hello)
+            if not self.addresses.take_new_session(address):
+                raise ConnectionRefused(
+                    "too many new sessions from this address; try again in a minute",
+                    close_code=CloseCode.TOO_MANY,
+                    code=ErrorCode.RATE_LIMITED,
+                )
+            try:
+                return await self.hub.greet(connection, hello)
+            except BaseException:
+                self.addresses.give_back_session(address)
+                raise
+
+        return greet
 
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,9 +15,33 @@ from bridge.models.choose import choose_model, describe_model
 from bridge.protocol import protocol_json_schema
 from bridge.server.app import create_app
 from bridge.server.settings import BridgeSettings
+from bridge.server.transport import uvicorn_options
 from bridge.server.tuning import tune_gc
 
-__all__ = ["main"]
+__all__ = ["main", "raise_descriptor_limit"]
+
+log = logging.getLogger("bridge.server.cli")
+
+
+def raise_descriptor_limit() -> int | None:
+    """Raise the soft limit on open descriptors to the hard limit; return the figure in force.
+
+    Every connection, idle or not, holds a descriptor, and the usual soft limit (1,024) is
+    reached long before memory or CPU would be. None where the platform has no such limit."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("could not raise the descriptor limit from %d to %d: %s", soft, target, exc)
+        return soft
+    return target
 
 
 def _demo_dir() -> Path | None:
@@ -53,6 +78,10 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"  model: {describe_model(model)}", flush=True)
     if demo is not None:
         print(f"  demo page: {base}/", flush=True)
+    descriptors = raise_descriptor_limit()
+    if descriptors is not None:
+        # Each connection holds one descriptor: this figure caps the connections served at once.
+        print(f"  open descriptors: up to {descriptors}", flush=True)
     if settings.gc_tuning:
         # After start-up, so the modules and schemas just built are frozen out of every
         # later collection (docs/benchmarks.md: B6/B7).
@@ -62,9 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level=args.log_level,
-        ws_max_size=settings.max_message_bytes + 1024,
-        ws_per_message_deflate=settings.compression,
-        ws_ping_interval=None,
+        **uvicorn_options(settings.connection_limits(), compression=settings.compression),
     )
     return 0
 

@@ -5,6 +5,12 @@ answers on its own (those frames carry no `seq`); the hub then attaches it to a 
 writer sends the session's outbound log from the connection's cursor. Whoever decides the
 connection is over calls `finish(code)`; `run` then tears down in one place, flushing what is
 queued before the close frame. The session itself goes on: leaving is the hub's business.
+
+What a client can cost is bounded here: every frame it sends is paid for from a frame bucket and
+a byte bucket (`bridge.ratelimit`); what waits to be sent is bounded in frames and bytes, before
+hello in the connection's own queue and after it in the session's window, and a client that lets
+either fill is not reading and is closed `1008`. On the way out the connection lets go of the
+session and its queue, so nothing it held waits for the garbage collector.
 """
 
 from __future__ import annotations
@@ -32,12 +38,16 @@ from bridge.protocol import (
     dump_server_message,
     parse_client_message,
 )
+from bridge.ratelimit import FloodGuard, Verdict
 
 __all__ = ["Connection", "Greeter"]
 
 log = logging.getLogger(__name__)
 
 _FLUSH_TIMEOUT_S = 2.0
+# An error message quotes what it refuses (an unknown `type`, say): quoted this far, no further.
+_MAX_ERROR_CHARS = 256
+_NOT_READING = "the client is not reading its messages"
 
 # Turns a hello into an attached runtime plus the header frames (ready, snapshot) to send first.
 Greeter = Callable[["Connection", HelloMessage], Awaitable[tuple[SessionRuntime, list[BaseModel]]]]
@@ -60,6 +70,16 @@ class Connection:
         self.runtime: SessionRuntime | None = None
         # Frames of this connection alone: answers before hello, then ready and snapshot.
         self._direct: deque[str] = deque()
+        self._direct_bytes = 0
+        self._flood = FloodGuard(
+            frames_per_s=limits.frames_per_s,
+            burst_frames=limits.burst_frames,
+            bytes_per_s=limits.bytes_per_s,
+            burst_bytes=limits.burst_bytes,
+        )
+        # One bound method for the connection's life: the outbox recognises its reader by
+        # identity when it detaches, and `self.notify` would otherwise be a new object each time.
+        self.notify: Callable[[], None] = self._notify
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._pong = asyncio.Event()
@@ -68,28 +88,45 @@ class Connection:
         self._closed = asyncio.Event()
         self._close_code: int | None = None
         self._close_reason = ""
+        self._flush = True
         self._said_bye = False
 
-    def notify(self) -> None:
+    def _notify(self) -> None:
         """The session has frames for this connection."""
         self._wake.set()
+        attached = self.runtime
+        if attached is not None and attached.outbox.log.overflowed:
+            self.finish(CloseCode.POLICY, _NOT_READING, flush=False)
 
     def send_direct(self, message: BaseModel) -> None:
-        self._direct.append(dump_server_message(message))
+        """Queue a frame of this connection alone (ready, snapshot): never refused."""
+        frame = dump_server_message(message)
+        self._direct.append(frame)
+        self._direct_bytes += len(frame)
         self._wake.set()
 
     def _post(self, message: BaseModel) -> None:
         if self.runtime is not None:
             self.runtime.outbox.post(message)
-        else:
-            self.send_direct(message)
+            return
+        limits = self._limits
+        if (
+            len(self._direct) >= limits.send_queue_size
+            or self._direct_bytes >= limits.send_queue_bytes
+        ):
+            self.finish(CloseCode.POLICY, _NOT_READING, flush=False)
+            return
+        self.send_direct(message)
 
     # Lifecycle ---------------------------------------------------------------------------------
 
-    def finish(self, code: int | None, reason: str = "") -> None:
-        """End the connection; `None` means the peer is gone and no close frame is sent."""
+    def finish(self, code: int | None, reason: str = "", *, flush: bool = True) -> None:
+        """End the connection; `None` means the peer is gone and no close frame is sent.
+
+        `flush=False` skips sending what is queued: the peer is not reading it anyway."""
         if not self._finished.is_set():
             self._close_code, self._close_reason = code, reason
+            self._flush = flush
             self._finished.set()
 
     async def wait_closed(self, timeout_s: float) -> None:
@@ -109,10 +146,20 @@ class Connection:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             await self._close_socket(writer)
-            await self._leave(self, self._said_bye)
+            try:
+                await self._leave(self, self._said_bye)
+            finally:
+                self._release()
+
+    def _release(self) -> None:
+        # The session outlives the connection; the connection must not keep the session's
+        # objects (or its own unsent frames) alive for as long as something still holds it.
+        self.runtime = None
+        self._direct.clear()
+        self._direct_bytes = 0
 
     async def _close_socket(self, writer: asyncio.Task[None]) -> None:
-        if self._close_code is not None and not writer.done():
+        if self._close_code is not None and self._flush and not writer.done():
             self._drained.clear()
             self._wake.set()
             try:
@@ -124,22 +171,27 @@ class Connection:
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
         if self._close_code is not None and self._ws.client_state is WebSocketState.CONNECTED:
+            # Under a server without the bridge's transport guards, a close waits for a peer
+            # that does not read; the bound keeps this connection from waiting with it.
             try:
-                await self._ws.close(self._close_code, self._close_reason[:120])
-            except (RuntimeError, OSError, WebSocketDisconnect):
+                async with asyncio.timeout(self._limits.close_timeout_s):
+                    await self._ws.close(self._close_code, self._close_reason[:120])
+            except (RuntimeError, OSError, WebSocketDisconnect, TimeoutError):
                 pass
 
     # Tasks -------------------------------------------------------------------------------------
 
     def _next_frame(self) -> str | None:
         if self._direct:
-            return self._direct.popleft()
+            direct = self._direct.popleft()
+            self._direct_bytes -= len(direct)
+            return direct
         runtime = self.runtime
         if runtime is None:
             return None
         frame = runtime.outbox.take()
         if runtime.outbox.log.overflowed:
-            self.finish(CloseCode.POLICY, "the client is not reading its messages")
+            self.finish(CloseCode.POLICY, _NOT_READING, flush=False)
         return frame
 
     async def _write(self) -> None:
@@ -172,7 +224,9 @@ class Connection:
                 if event["type"] == "websocket.disconnect":
                     self.finish(None)
                     return
-                await self._on_frame(event.get("text"))
+                text = event.get("text")
+                if self._admit(text if text is not None else event.get("bytes")):
+                    await self._on_frame(text)
         except ConnectionRefused as exc:
             log.info("closing session %s: %s", self.session_id, exc.message)
             if exc.tell_client:
@@ -183,6 +237,35 @@ class Connection:
         except Exception:
             log.exception("session %s: unexpected error; closing with 1011", self.session_id)
             self.finish(CloseCode.INTERNAL, "internal error")
+
+    def _admit(self, data: str | bytes | None) -> bool:
+        """Pay for a frame from the buckets; False when it is refused unread."""
+        if data is None:
+            size = 0
+        elif isinstance(data, bytes) or data.isascii():
+            size = len(data)
+        else:
+            size = len(data.encode("utf-8", "surrogatepass"))
+        verdict = self._flood.admit(size)
+        if verdict is Verdict.ADMIT:
+            return True
+        limits = self._limits
+        if verdict is Verdict.CLOSE:
+            raise ConnectionRefused(
+                "kept sending past the rate limit", close_code=CloseCode.TOO_MANY
+            )
+        if verdict is Verdict.REFUSE_AND_TELL:
+            self._post(
+                ErrorMessage(
+                    code=ErrorCode.RATE_LIMITED,
+                    message=(
+                        f"more than {limits.frames_per_s:g} frames or {limits.bytes_per_s:.0f} "
+                        "bytes a second: frames are dropped until the rate falls, and the "
+                        "connection is closed if it does not"
+                    ),
+                )
+            )
+        return False
 
     async def _on_frame(self, text: str | None) -> None:
         if text is None:
@@ -224,7 +307,13 @@ class Connection:
             else:
                 await self.runtime.handle(message)
         except ProtocolError as exc:
-            self._post(ErrorMessage(code=exc.code, message=exc.message))
+            text = exc.message
+            if len(text) > _MAX_ERROR_CHARS:
+                text = text[: _MAX_ERROR_CHARS - 1] + "…"
+            self._post(ErrorMessage(code=exc.code, message=text))
+        attached = self.runtime
+        if attached is not None and attached.outbox.log.overflowed:
+            self.finish(CloseCode.POLICY, _NOT_READING, flush=False)
 
     async def _watch(self) -> None:
         """Hello deadline first, then the heartbeat: a ping, and close 4408 without a pong."""

@@ -38,6 +38,15 @@ class BridgeSettings(BaseSettings):
     hello_timeout_s: float = _CONNECTION.hello_timeout_s
     heartbeat_interval_s: float = _CONNECTION.heartbeat_interval_s
     heartbeat_timeout_s: float = _CONNECTION.heartbeat_timeout_s
+    send_queue_bytes: int = _CONNECTION.send_queue_bytes
+    frames_per_s: float = _CONNECTION.frames_per_s
+    burst_frames: int = _CONNECTION.burst_frames
+    bytes_per_s: float = _CONNECTION.bytes_per_s
+    burst_bytes: int = _CONNECTION.burst_bytes
+    max_connections_per_address: int = _CONNECTION.max_connections_per_address
+    max_new_sessions_per_minute: int = _CONNECTION.max_new_sessions_per_minute
+    handshake_timeout_s: float = _CONNECTION.handshake_timeout_s
+    close_timeout_s: float = _CONNECTION.close_timeout_s
     session_ttl_s: float = _SESSION.ttl_s
     resume_grace_s: float = _SESSION.resume_grace_s
     replay_max_messages: int = _SESSION.replay_max_messages

@@ -11,6 +11,8 @@ from typing import Any
 
 import uvicorn
 
+from bridge.server.transport import uvicorn_options
+
 __all__ = ["RunningServer", "serve_app"]
 
 
@@ -33,7 +35,10 @@ async def serve_app(
     app: Any, *, host: str = "127.0.0.1", max_message_bytes: int = 1_048_576, **config: Any
 ) -> AsyncIterator[RunningServer]:
     """Yield once the port is listening (the socket is bound before uvicorn starts, so a client
-    may connect at once and wait in the backlog)."""
+    may connect at once and wait in the backlog).
+
+    A bridge app (`create_app`) is served with the same uvicorn options as `agent-bridge serve`,
+    its transport deadlines included; any other app with uvicorn's own."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
@@ -47,6 +52,12 @@ async def serve_app(
         "ws_per_message_deflate": False,
         "lifespan": "off",
     }
+    bridge = getattr(getattr(app, "state", None), "bridge", None)
+    if bridge is not None:
+        settings = bridge.settings
+        options.update(
+            uvicorn_options(settings.connection_limits(), compression=settings.compression)
+        )
     options.update(config)
     server = uvicorn.Server(uvicorn.Config(app, **options))
     task = asyncio.create_task(server.serve(sockets=[sock]))
