@@ -72,3 +72,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(JS_DIR)/node_modules .mypy_cache .pytest_cache .ruff_cache
+
+# The protocol fuzzer at a release budget (tests/security/test_fuzz.py; `make test` runs 120).
+FUZZ_EXAMPLES ?= 3000
+.PHONY: fuzz
+fuzz: $(STAMP)
+	BRIDGE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest -q -p no:cacheprovider -s --timeout=0 tests/security/test_fuzz.py

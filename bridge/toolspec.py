@@ -227,7 +227,9 @@ def _format_validation_error(error: ValidationError) -> str:
     # much, and a 1 MB value must not travel back in every error.
     message = error.message
     if len(message) > _MAX_MESSAGE:
-        message = message[:_MAX_MESSAGE] + "..."
+        # The value comes first and the rule last: keep both ends.
+        half = _MAX_MESSAGE // 2
+        message = f"{message[:half]}...{message[-half:]}"
     where = "/".join(str(p) for p in error.absolute_path)
     return f"at '/{where}': {message}" if where else message
 
