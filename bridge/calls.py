@@ -34,6 +34,8 @@ class TerminalStatus(StrEnum):
     CANCELLED = "cancelled"
     # The client cannot tell whether the tool took effect (its page reloaded mid-call).
     OUTCOME_UNKNOWN = "outcome_unknown"
+    # Nobody answered the approval request in time: not a refusal.
+    APPROVAL_EXPIRED = "approval_expired"
 
 
 class CallState(StrEnum):

@@ -46,6 +46,8 @@ class ErrorCode(StrEnum):
     NETWORK_REF = "network_ref"
     NO_ACTIVE_RUN = "no_active_run"
     QUEUE_FULL = "queue_full"
+    UNKNOWN_APPROVAL = "unknown_approval"
+    INVALID_ARGUMENTS = "invalid_arguments"
     RESUME_DENIED = "resume_denied"
     RATE_LIMITED = "rate_limited"
     SESSION_EXPIRED = "session_expired"

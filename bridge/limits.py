@@ -49,6 +49,11 @@ class SessionLimits:
     max_steps: int = 8
     # A model step whose stream broke after it started is made again this many times.
     model_step_retries: int = 2
+    # A person answering an approval request is on the human clock.
+    approval_timeout_ms: int = 600_000
+    # The loop guard: tool calls one run may make, and failures in a row that stop one tool.
+    max_tool_calls_per_run: int = 64
+    tool_failures_in_a_row: int = 3
     resume_grace_s: float = 60.0
     replay_max_messages: int = 2048
     replay_max_bytes: int = 1_048_576

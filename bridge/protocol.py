@@ -18,7 +18,10 @@ from bridge.errors import ErrorCode, ProtocolError
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "ApprovalRequestMessage",
+    "ApprovalResponseMessage",
     "ByeMessage",
+    "CancelCallMessage",
     "ClientMessage",
     "CompleteMessage",
     "CompleteReason",
@@ -63,7 +66,14 @@ PROTOCOL_VERSION = 1
 
 ResponseStatus = Literal["ok", "error", "denied", "outcome_unknown"]
 ResultStatus = Literal[
-    "ok", "error", "invalid_arguments", "denied", "timed_out", "cancelled", "outcome_unknown"
+    "ok",
+    "error",
+    "invalid_arguments",
+    "denied",
+    "timed_out",
+    "cancelled",
+    "outcome_unknown",
+    "approval_expired",
 ]
 CompleteReason = Literal["done", "stopped", "max_steps", "error", "disconnected"]
 
@@ -132,6 +142,25 @@ class ToolResponseMessage(_Wire):
     error: ToolError | None = None
 
 
+class ApprovalResponseMessage(_Wire):
+    """A person's answer to an `approval_request`, bound to the server's own call id."""
+
+    type: Literal["approval_response"] = "approval_response"
+    id: str = Field(max_length=128)
+    decision: Literal["approve", "deny"]
+    reason: str | None = Field(default=None, max_length=4096)
+    # Edited arguments, validated against the tool's schema again before the call is made.
+    arguments: dict[str, Any] | None = None
+    remember: Literal["session"] | None = None
+
+
+class CancelCallMessage(_Wire):
+    """The person cancels one call (its card's cancel button); the run goes on without it."""
+
+    type: Literal["cancel_call"] = "cancel_call"
+    id: str = Field(max_length=128)
+
+
 class ToolProgressMessage(_Wire):
     type: Literal["tool_progress"] = "tool_progress"
     id: str = Field(max_length=128)
@@ -163,7 +192,9 @@ ClientMessage = Annotated[
     | ToolProgressMessage
     | PingMessage
     | PongMessage
-    | ByeMessage,
+    | ByeMessage
+    | ApprovalResponseMessage
+    | CancelCallMessage,
     Field(discriminator="type"),
 ]
 
@@ -209,6 +240,7 @@ class Resumed(_Wire):
 
     from_seq: int
     pending_calls: list[str] = Field(default_factory=list)
+    pending_approvals: list[str] = Field(default_factory=list)
     gap: bool = False
 
 
@@ -254,6 +286,7 @@ class SnapshotMessage(_ServerWire):
     turns: list[SnapshotTurn] = Field(default_factory=list)
     run: SnapshotRun | None = None
     pending_calls: list[str] = Field(default_factory=list)
+    pending_approvals: list[str] = Field(default_factory=list)
 
 
 class ToolsUpdatedMessage(_ServerWire):
@@ -285,6 +318,21 @@ class ToolRequestMessage(_ServerWire):
     interactive: bool = False
     # Sent again to a client that resumed; the id is the same, so a client that already
     # ran the handler re-sends its stored result instead of running it twice.
+    redelivered: bool | None = None
+
+
+class ApprovalRequestMessage(_ServerWire):
+    """A person must approve this call before it runs; `id` is the call's own id."""
+
+    type: Literal["approval_request"] = "approval_request"
+    id: str
+    run_id: str
+    name: str
+    arguments: dict[str, Any]
+    reason: str
+    # Wall-clock time (ms since the epoch) after which the call ends `approval_expired`.
+    expires_at: int
+    # Sent again to a client that resumed, with the same id.
     redelivered: bool | None = None
 
 
@@ -353,6 +401,7 @@ ServerMessage = Annotated[
     ReadyMessage
     | SnapshotMessage
     | StepRetryMessage
+    | ApprovalRequestMessage
     | ToolsUpdatedMessage
     | RunStartedMessage
     | TokenMessage
@@ -380,6 +429,8 @@ _KNOWN_CLIENT_TYPES = frozenset(
         "ping",
         "pong",
         "bye",
+        "approval_response",
+        "cancel_call",
     }
 )
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from bridge.approvals import ApprovalTable
 from bridge.calls import CallTable
 from bridge.conversation import (
     AssistantTurn,
@@ -61,6 +62,22 @@ class Run:
     stop_reason: CompleteReason = "stopped"
     # Text streamed in the current step, not yet part of the conversation.
     partial: list[str] = field(default_factory=list)
+    # A result of a tool hinted `untrusted_content` entered this run: destructive calls ask.
+    tainted: bool = False
+    # The loop guard: tool calls made in this run, and each tool's consecutive failures.
+    tool_calls: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def spend_call(self, budget: int) -> bool:
+        """Count one tool call; False once the run's budget is used up."""
+        self.tool_calls += 1
+        return self.tool_calls <= budget
+
+    def breaker_open(self, name: str, after: int) -> bool:
+        return self.failures.get(name, 0) >= after
+
+    def record_outcome(self, name: str, failed: bool) -> None:
+        self.failures[name] = self.failures.get(name, 0) + 1 if failed else 0
 
 
 class Session:
@@ -83,6 +100,7 @@ class Session:
         )
         self.schema_budget = SchemaBudget(self.limits.tools.registration_bytes_per_minute, clock)
         self.calls = CallTable(clock, progress_cap_s=self.limits.progress_cap_ms / 1000)
+        self.approvals = ApprovalTable(clock)
         self.outbound = OutboundLog(
             max_messages=self.limits.replay_max_messages, max_bytes=self.limits.replay_max_bytes
         )
@@ -219,6 +237,7 @@ class Session:
             turns=turns,
             run=run,
             pending_calls=[call.id for call in self.calls.pending()],
+            pending_approvals=[a.id for a in self.approvals.pending()],
         )
 
     # Record ------------------------------------------------------------------------------------
@@ -232,6 +251,7 @@ class Session:
             "tools": [spec.to_wire() for spec in self.client_tools.values()],
             "conversation": dump_turns(self.conversation),
             "calls": self.calls.dump(),
+            "approvals": self.approvals.dump(),
             "run": None
             if run is None
             else {
@@ -239,6 +259,9 @@ class Session:
                 "steps": run.steps,
                 "stop_reason": run.stop_reason,
                 "partial": "".join(run.partial),
+                "tainted": run.tainted,
+                "tool_calls": run.tool_calls,
+                "failures": dict(run.failures),
             },
             "queue": list(self.queue),
             "runs": [self._run_prefix, self._runs],
@@ -263,10 +286,19 @@ class Session:
         session.calls = CallTable.load(
             record["calls"], clock, progress_cap_s=session.limits.progress_cap_ms / 1000
         )
+        session.approvals = ApprovalTable.load(record["approvals"], clock)
         run = record["run"]
         if run is not None:
             partial = [run["partial"]] if run["partial"] else []
-            session.run = Run(run["id"], run["steps"], run["stop_reason"], partial)
+            session.run = Run(
+                run["id"],
+                run["steps"],
+                run["stop_reason"],
+                partial,
+                run["tainted"],
+                run["tool_calls"],
+                dict(run["failures"]),
+            )
         session.queue = deque(record["queue"])
         session._run_prefix, session._runs = record["runs"]
         session.outbound.load(record["outbound"])

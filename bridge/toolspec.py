@@ -39,7 +39,9 @@ ToolSource = Literal["client", "server"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _LOCAL_REF_KEYS = ("$ref", "$dynamicRef")
-_HINTS = ("interactive", "read_only", "destructive", "idempotent")
+# Hints are policy, not decoration: `destructive` asks a person first, `untrusted_content`
+# fences the result as data and taints the run, `read_only`/`idempotent` allow a re-run.
+_HINTS = ("interactive", "read_only", "destructive", "idempotent", "untrusted_content")
 _KNOWN_KEYS = frozenset(
     {"name", "description", "parameters", "output_schema", "timeout_ms", *_HINTS}
 )
@@ -152,6 +154,7 @@ class ToolSpec:
     read_only: bool = False
     destructive: bool = False
     idempotent: bool = False
+    untrusted_content: bool = False
     source: ToolSource = "client"
     _args_validator: Validator = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
     _result_validator: Validator | None = field(repr=False, compare=False, default=None)
@@ -326,6 +329,8 @@ def _parse_tool(raw: Any, limits: ToolLimits, *, source: ToolSource) -> ToolSpec
         if not isinstance(value, bool):
             raise ToolDefinitionError(f"{hint} must be a boolean")
         hints[hint] = value
+    if hints["read_only"] and hints["destructive"]:
+        raise ToolDefinitionError("a tool cannot be both read_only and destructive")
     return ToolSpec(
         name=name,
         description=description,

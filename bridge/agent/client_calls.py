@@ -103,6 +103,14 @@ class ClientCalls:
             )
         return [call.id for call in self._table.pending()]
 
+    def cancel(self, call_id: str, reason: str) -> bool:
+        """End one pending call now: the client's handler gets its `tool_cancel`."""
+        if self._table.cancel(call_id) is None:
+            return False
+        self._outbox.post(ToolCancelMessage(id=call_id, reason=reason))
+        self._resolve(call_id, Outcome(TerminalStatus.CANCELLED, error=f"cancelled: {reason}"))
+        return True
+
     def cancel_run(self, run_id: str, reason: str) -> int:
         """Cancel every pending call of a run now, so each `tool_cancel` precedes `complete`."""
         cancelled = self._table.cancel_run(run_id)

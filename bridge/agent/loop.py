@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import random
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import overload
 
-from bridge.agent.client_calls import ClientCalls, Outcome
+from bridge.agent.approval_gate import ApprovalGate
+from bridge.agent.client_calls import ClientCalls
 from bridge.agent.outbox import Outbox
 from bridge.agent.server_tools import ServerTools
+from bridge.agent.tool_calls import CallRunner
 from bridge.calls import TerminalStatus
 from bridge.conversation import AssistantTurn, ToolCall, ToolResult, Turn, UserTurn, make_result
 from bridge.errors import ErrorCode
@@ -34,7 +35,6 @@ from bridge.protocol import (
     Usage,
 )
 from bridge.session import Run, Session
-from bridge.toolspec import ToolSpec
 
 __all__ = ["AgentLoop"]
 
@@ -57,13 +57,15 @@ class AgentLoop:
         model: Model,
         outbox: Outbox,
         client_calls: ClientCalls,
+        gate: ApprovalGate,
         server_tools: ServerTools | None = None,
     ) -> None:
         self._session = session
         self._model = model
         self._outbox = outbox
         self._client_calls = client_calls
-        self._server_tools = server_tools or ServerTools()
+        self._gate = gate
+        self.calls = CallRunner(session, client_calls, server_tools or ServerTools(), gate)
 
     def begin(self, run: Run, text: str) -> None:
         """Record the user's message and announce the run, before any await can be cancelled."""
@@ -90,10 +92,11 @@ class AgentLoop:
                     reason = "max_steps"
                     self._settle(run_id, step, "the run reached its step limit")
                     break
-                await self._run_calls(run_id, step)
+                await self._run_calls(run, step)
                 self._record_results(step)
         except asyncio.CancelledError:
             self._client_calls.cancel_run(run_id, run.stop_reason)
+            self._gate.cancel_run(run_id, run.stop_reason)
             self._settle(run_id, step, f"the run ended: {run.stop_reason}")
             raise
         except ModelError as exc:
@@ -178,58 +181,16 @@ class AgentLoop:
             await _close(stream)
         return usage
 
-    async def _run_calls(self, run_id: str, step: _Step) -> None:
+    async def _run_calls(self, run: Run, step: _Step) -> None:
         async def one(call: ToolCall) -> None:
-            result = await self._execute(run_id, call.wire_id, call)
+            result = await self.calls.execute(run, call)
             step.results[call.id] = result
-            self._announce(run_id, call.wire_id, result)
+            self._announce(run.id, call.wire_id, result)
 
         if len(step.calls) == 1:
             await one(step.calls[0])
         else:
             await asyncio.gather(*(one(call) for call in step.calls))
-
-    async def _execute(self, run_id: str, wire_id: str, call: ToolCall) -> ToolResult:
-        spec = self._session.find_tool(call.name)
-        if spec is None:
-            names = ", ".join(t.name for t in self._session.tools()) or "none"
-            detail = f"there is no tool named {call.name!r}; available tools: {names}"
-            return make_result(call, TerminalStatus.ERROR, detail=detail)
-        arguments, problem = _decode_arguments(call.arguments)
-        if problem is None:
-            problem = spec.validate_arguments(arguments)
-        if problem is not None:
-            return make_result(call, TerminalStatus.INVALID_ARGUMENTS, detail=problem)
-        if spec.source == "server":
-            outcome = await self._run_server_tool(spec, arguments)
-        else:
-            outcome = await self._client_calls.call(
-                wire_id,
-                name=spec.name,
-                run_id=run_id,
-                arguments=arguments,
-                timeout_ms=spec.effective_timeout_ms(self._session.limits.tools),
-                interactive=spec.interactive,
-            )
-        if outcome.status is TerminalStatus.OK:
-            mismatch = spec.validate_result(outcome.result)
-            if mismatch is not None:
-                detail = f"the result did not match the tool's output_schema: {mismatch}"
-                return make_result(call, TerminalStatus.ERROR, detail=detail)
-            return make_result(call, TerminalStatus.OK, data=outcome.result)
-        return make_result(call, outcome.status, detail=outcome.error)
-
-    async def _run_server_tool(self, spec: ToolSpec, arguments: dict[str, Any]) -> Outcome:
-        timeout_s = spec.effective_timeout_ms(self._session.limits.tools) / 1000
-        try:
-            async with asyncio.timeout(timeout_s):
-                value = await self._server_tools.invoke(spec.name, arguments)
-        except TimeoutError:
-            return Outcome(TerminalStatus.TIMED_OUT, error=f"no answer within {timeout_s:.1f} s")
-        except Exception as exc:  # a tool's failure is the model's information, not ours
-            log.info("server tool %s failed: %r", spec.name, exc)
-            return Outcome(TerminalStatus.ERROR, error=f"{type(exc).__name__}: {exc}")
-        return Outcome(TerminalStatus.OK, value)
 
     def _announce(self, run_id: str, wire_id: str, result: ToolResult) -> None:
         spec = self._session.find_tool(result.name)
@@ -302,16 +263,6 @@ class _Snapshot(Sequence[Turn]):
 
     def __iter__(self) -> Iterator[Turn]:
         return itertools.islice(self._turns, self._length)
-
-
-def _decode_arguments(raw: str) -> tuple[dict[str, Any], str | None]:
-    try:
-        value = json.loads(raw) if raw.strip() else {}
-    except ValueError as exc:
-        return {}, f"the arguments are not valid JSON ({exc})"
-    if not isinstance(value, dict):
-        return {}, f"the arguments must be a JSON object, got {type(value).__name__}"
-    return value, None
 
 
 async def _close(stream: AsyncIterator[ModelEvent]) -> None:

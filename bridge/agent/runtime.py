@@ -11,13 +11,17 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from bridge.agent.approval_gate import ApprovalGate
 from bridge.agent.client_calls import ClientCalls
 from bridge.agent.loop import AgentLoop
 from bridge.agent.outbox import Outbox
 from bridge.agent.server_tools import ServerTools
+from bridge.approvals import ApprovalPolicy, mode_policy
 from bridge.errors import ErrorCode, ProtocolError
 from bridge.models.base import Model
 from bridge.protocol import (
+    ApprovalResponseMessage,
+    CancelCallMessage,
     ClientMessage,
     CompleteMessage,
     CompleteReason,
@@ -52,12 +56,21 @@ class SessionRuntime:
         limits: Limits,
         queue_size: int,
         server_tools: ServerTools | None = None,
+        approval: ApprovalPolicy | None = None,
     ) -> None:
         self.session = session
         self.outbox = Outbox(session.outbound, queue_size=queue_size)
         self._limits = limits
         self.client_calls = ClientCalls(session.calls, self.outbox)
-        self._agent = AgentLoop(session, model, self.outbox, self.client_calls, server_tools)
+        self.approvals = ApprovalGate(
+            session,
+            self.outbox,
+            approval or mode_policy("destructive"),
+            session.limits.approval_timeout_ms / 1000,
+        )
+        self._agent = AgentLoop(
+            session, model, self.outbox, self.client_calls, self.approvals, server_tools
+        )
         self._task: asyncio.Task[tuple[CompleteReason, Usage]] | None = None
         self._task_run: Run | None = None
 
@@ -85,7 +98,10 @@ class SessionRuntime:
         from_seq = (after if after is not None else self.session.last_seq) + 1
         self.outbox.attach(after, notify)
         pending = self.client_calls.redeliver(after)
-        resumed = Resumed(from_seq=from_seq, pending_calls=pending, gap=after is None)
+        asked = self.approvals.redeliver(after)
+        resumed = Resumed(
+            from_seq=from_seq, pending_calls=pending, pending_approvals=asked, gap=after is None
+        )
         ready = self._ready(report)
         ready.resumed = resumed
         return ready, snapshot
@@ -107,6 +123,13 @@ class SessionRuntime:
             self._submit(message.content)
         elif isinstance(message, ToolResponseMessage):
             self._reply(self.client_calls.deliver(message))
+        elif isinstance(message, ApprovalResponseMessage):
+            self._reply(self.approvals.answer(message))
+        elif isinstance(message, CancelCallMessage):
+            if not self._agent.calls.cancel(message.id, "by_user"):
+                raise ProtocolError(
+                    f"no call {message.id!r} is waiting or running", code=ErrorCode.UNKNOWN_CALL
+                )
         elif isinstance(message, ToolProgressMessage):
             self._reply(self.client_calls.progress(message))
         elif isinstance(message, StopMessage):
@@ -185,6 +208,7 @@ class SessionRuntime:
             return False
         run.stop_reason = reason
         self.client_calls.cancel_run(run.id, reason)
+        self.approvals.cancel_run(run.id, reason)
         task.cancel()
         return True
 
@@ -199,3 +223,4 @@ class SessionRuntime:
             except (TimeoutError, asyncio.CancelledError):
                 log.warning("run did not settle within %.1f s", timeout_s)
         self.client_calls.cancel_all(reason)
+        self.approvals.cancel_all(reason)

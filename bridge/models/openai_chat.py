@@ -84,7 +84,9 @@ def chat_messages(
                 assistant["tool_calls"] = calls
             messages.append(assistant)
         elif isinstance(turn, ToolResult):
-            messages.append({"role": "tool", "tool_call_id": turn.call_id, "content": turn.content})
+            messages.append(
+                {"role": "tool", "tool_call_id": turn.call_id, "content": turn.model_text}
+            )
     return messages
 
 

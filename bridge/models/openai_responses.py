@@ -77,7 +77,7 @@ def responses_input(conversation: Sequence[Turn]) -> ResponseInputParam:
                 )
         elif isinstance(turn, ToolResult):
             items.append(
-                {"type": "function_call_output", "call_id": turn.call_id, "output": turn.content}
+                {"type": "function_call_output", "call_id": turn.call_id, "output": turn.model_text}
             )
     return items
 

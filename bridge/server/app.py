@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from bridge.agent.runtime import SessionRuntime
 from bridge.agent.server_tools import ServerTools
+from bridge.approvals import ApprovalPolicy, mode_policy
 from bridge.errors import CloseCode, ConnectionRefused, ErrorCode
 from bridge.limits import wire_limits
 from bridge.models.base import Model
@@ -44,6 +45,7 @@ class Bridge:
         server_tools: ServerTools | None = None,
         authenticate: AuthHook | None = None,
         store: SessionStore | None = None,
+        approval: ApprovalPolicy | None = None,
     ) -> None:
         self.settings = settings or BridgeSettings()
         self.server_tools = server_tools or ServerTools(self.settings.tool_limits())
@@ -62,6 +64,7 @@ class Bridge:
             wire_limits=wire_limits(session_limits, self._connection_limits),
             queue_size=self._connection_limits.send_queue_size,
             server_tools=self.server_tools,
+            approval=approval or mode_policy(self.settings.approval),
             model_for=self._model_for,
             max_sessions=self.settings.max_sessions,
             store=store,
@@ -148,6 +151,7 @@ def create_app(
     static_dir: Path | None = None,
     static_mounts: Mapping[str, Path] | None = None,
     store: SessionStore | None = None,
+    approval: ApprovalPolicy | None = None,
 ) -> FastAPI:
     """A FastAPI app serving the bridge, and the demo page at `/` when `static_dir` is given.
 
@@ -162,6 +166,7 @@ def create_app(
         server_tools=server_tools,
         authenticate=authenticate,
         store=store,
+        approval=approval,
     )
     app = FastAPI(title="agent-bridge")
     app.state.bridge = bridge

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from bridge.agent.runtime import SessionRuntime
 from bridge.agent.server_tools import ServerTools
+from bridge.approvals import ApprovalPolicy
 from bridge.errors import CloseCode, ConnectionRefused, ErrorCode
 from bridge.limits import SessionLimits
 from bridge.models.base import Model
@@ -42,6 +43,7 @@ class SessionHub:
         wire_limits: Limits,
         queue_size: int,
         server_tools: ServerTools,
+        approval: ApprovalPolicy | None = None,
         model_for: Callable[[str], Model],
         max_sessions: int,
         store: SessionStore | None = None,
@@ -51,6 +53,7 @@ class SessionHub:
         self._wire_limits = wire_limits
         self._queue_size = queue_size
         self._server_tools = server_tools
+        self._approval = approval
         self._model_for = model_for
         self._max_sessions = max_sessions
         self.store: SessionStore = store if store is not None else MemoryStore()
@@ -141,6 +144,7 @@ class SessionHub:
             limits=self._wire_limits,
             queue_size=self._queue_size,
             server_tools=self._server_tools,
+            approval=self._approval,
         )
         self._runtimes[session_id] = runtime
         return runtime

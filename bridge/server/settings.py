@@ -68,6 +68,13 @@ class BridgeSettings(BaseSettings):
     progress_cap_ms: int = _SESSION.progress_cap_ms
     max_steps: int = _SESSION.max_steps
     model_step_retries: int = _SESSION.model_step_retries
+    approval: Literal["destructive", "all", "none"] = Field(
+        default="destructive",
+        description="Which tool calls ask a person first (an app may pass its own policy).",
+    )
+    approval_timeout_ms: int = _SESSION.approval_timeout_ms
+    max_tool_calls_per_run: int = _SESSION.max_tool_calls_per_run
+    tool_failures_in_a_row: int = _SESSION.tool_failures_in_a_row
     max_queued_messages: int = _SESSION.max_queued_messages
     max_message_chars: int = _SESSION.max_message_chars
     max_conversation_turns: int = _SESSION.max_conversation_turns

@@ -27,6 +27,7 @@ from typing import Any
 
 from bridge.agent.runtime import SessionRuntime
 from bridge.agent.server_tools import ServerTools
+from bridge.approvals import ApprovalPolicy
 from bridge.errors import ProtocolError
 from bridge.limits import ConnectionLimits, SessionLimits, wire_limits
 from bridge.models.base import Model
@@ -53,6 +54,7 @@ def memory_runtime(
     queue_size: int = 256,
     server_tools: ServerTools | None = None,
     clock: Callable[[], float] = time.time,
+    approval: ApprovalPolicy | None = None,
 ) -> SessionRuntime:
     """A runtime wired as the server wires one (wall clock for call deadlines by default)."""
     limits = limits or SessionLimits()
@@ -64,6 +66,7 @@ def memory_runtime(
         limits=wire_limits(limits, ConnectionLimits(send_queue_size=queue_size)),
         queue_size=queue_size,
         server_tools=tools,
+        approval=approval,
     )
 
 

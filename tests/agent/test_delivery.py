@@ -104,6 +104,7 @@ async def test_a_held_session_with_a_full_window_pauses_until_a_reader_returns()
     assert snapshot is None and ready["resumed"] == {
         "from_seq": seen + 1,
         "pending_calls": [],
+        "pending_approvals": [],
         "gap": False,
     }
     await client.wait_for("complete")
@@ -165,7 +166,12 @@ async def test_a_held_run_goes_on_and_its_pending_call_keeps_waiting() -> None:
     (pending,) = runtime.session.calls.pending()
     ready, snapshot = client.resume(seen)
     assert snapshot is None
-    assert ready["resumed"] == {"from_seq": seen + 1, "pending_calls": [pending.id], "gap": False}
+    assert ready["resumed"] == {
+        "from_seq": seen + 1,
+        "pending_calls": [pending.id],
+        "pending_approvals": [],
+        "gap": False,
+    }
     complete = await client.wait_for("complete")
     assert complete["reason"] == "done"
     (request,) = of_type(client.frames, "tool_request")
@@ -189,6 +195,7 @@ async def test_a_request_already_read_is_redelivered_and_answered_once() -> None
     assert ready["resumed"] == {
         "from_seq": request["seq"] + 1,
         "pending_calls": [request["id"]],
+        "pending_approvals": [],
         "gap": False,
     }
     again = await client.wait_for("tool_request")

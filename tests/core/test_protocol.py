@@ -85,6 +85,6 @@ def test_schema_covers_every_message_type() -> None:
     defs = protocol_json_schema()["$defs"]
     client = {m["$ref"].rsplit("/", 1)[1] for m in defs["ClientMessage"]["oneOf"]}
     server = {m["$ref"].rsplit("/", 1)[1] for m in defs["ServerMessage"]["oneOf"]}
-    assert len(client) == 10 and len(server) == 13
+    assert len(client) == 12 and len(server) == 14
     for name in server:
         assert "seq" in defs[name]["properties"], f"{name} lacks seq"

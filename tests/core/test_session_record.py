@@ -81,9 +81,13 @@ def tool_definitions(draw: st.DrawFn, name: str) -> dict[str, Any]:
         definition["timeout_ms"] = draw(st.integers(1, 300_000))
     if draw(st.booleans()):
         definition["output_schema"] = {"type": "object"}
-    for hint in ("interactive", "read_only", "destructive", "idempotent"):
+    for hint in ("interactive", "idempotent", "untrusted_content"):
         if draw(st.booleans()):
             definition[hint] = True
+    # read_only and destructive contradict each other: at most one of them.
+    effect = draw(st.sampled_from([None, "read_only", "destructive"]))
+    if effect is not None:
+        definition[effect] = True
     return definition
 
 
@@ -107,7 +111,8 @@ def turns(draw: st.DrawFn) -> list[Turn]:
             status = draw(st.sampled_from(list(TerminalStatus)))
             if status is TerminalStatus.OK:
                 data = draw(json_values)
-                out.append(make_result(tool_call, status, data=data))
+                untrusted = draw(st.booleans())
+                out.append(make_result(tool_call, status, data=data, untrusted=untrusted))
             else:
                 detail = draw(st.none() | texts)
                 out.append(make_result(tool_call, status, detail=detail))
@@ -151,6 +156,21 @@ def sessions(draw: st.DrawFn) -> tuple[Session, Clock, SessionLimits]:
         clock.now += draw(st.floats(0, 1000))
         session.calls.expire()
 
+    # Approval requests: some open, some decided; tools approved for the session.
+    for _ in range(draw(st.integers(0, 3))):
+        asked = session.approvals.open(
+            session.calls.new_id(),
+            run_id="run_a",
+            name=draw(names),
+            arguments=draw(json_objects),
+            reason=draw(texts),
+            timeout_s=draw(st.floats(0.001, 600)),
+        )
+        asked.request_seq = draw(st.integers(0, 50))
+        if draw(st.booleans()):
+            session.approvals.close(asked.id)
+    session.approvals.approved_tools = set(draw(st.lists(names, max_size=2)))
+
     # A run in progress, and messages queued behind it.
     if draw(st.booleans()):
         run = session.submit(draw(texts))
@@ -158,6 +178,10 @@ def sessions(draw: st.DrawFn) -> tuple[Session, Clock, SessionLimits]:
         run.steps = draw(st.integers(0, 8))
         run.stop_reason = draw(st.sampled_from(["stopped", "disconnected"]))
         run.partial = draw(st.lists(texts, max_size=3))
+        run.tainted = draw(st.booleans())
+        for name in draw(st.lists(names, max_size=3)):
+            run.spend_call(64)
+            run.record_outcome(name, failed=draw(st.booleans()))
         for _ in range(draw(st.integers(0, 4))):
             session.submit(draw(texts))
 

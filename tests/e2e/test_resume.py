@@ -139,6 +139,7 @@ async def test_drop_mid_call_then_resume_replays_in_order_and_accepts_one_answer
             assert ready["resumed"] == {
                 "from_seq": processed + 1,
                 "pending_calls": [request["id"]],
+                "pending_approvals": [],
                 "gap": False,
             }
             replayed = [await recv(ws) for _ in first_life[1:]]
@@ -322,6 +323,7 @@ async def test_nothing_is_cancelled_while_the_grace_is_open(start_bridge: StartB
     assert ready["resumed"] == {
         "from_seq": request["seq"] + 1,
         "pending_calls": [request["id"]],
+        "pending_approvals": [],
         "gap": False,
     }
     assert again["id"] == request["id"] and again["redelivered"] is True

@@ -63,6 +63,7 @@ async def test_a_retired_session_is_served_from_its_record_by_another_server() -
                 assert ready["resumed"] == {
                     "from_seq": frames[-1]["seq"] + 1,
                     "pending_calls": [],
+                    "pending_approvals": [],
                     "gap": False,
                 }
                 again = await _run(ws, "and now?")

@@ -1,7 +1,30 @@
+export interface ApprovalRequestMessage {
+    seq?: number | null;
+    type: "approval_request";
+    id: string;
+    run_id: string;
+    name: string;
+    arguments: Record<string, unknown>;
+    reason: string;
+    expires_at: number;
+    redelivered?: boolean | null;
+}
+export interface ApprovalResponseMessage {
+    type: "approval_response";
+    id: string;
+    decision: "approve" | "deny";
+    reason?: string | null;
+    arguments?: Record<string, unknown> | null;
+    remember?: "session" | null;
+}
 export interface ByeMessage {
     type: "bye";
 }
-export type ClientMessage = HelloMessage | RegisterToolsMessage | UnregisterToolsMessage | UserMessage | StopMessage | ToolResponseMessage | ToolProgressMessage | PingMessage | PongMessage | ByeMessage;
+export interface CancelCallMessage {
+    type: "cancel_call";
+    id: string;
+}
+export type ClientMessage = HelloMessage | RegisterToolsMessage | UnregisterToolsMessage | UserMessage | StopMessage | ToolResponseMessage | ToolProgressMessage | PingMessage | PongMessage | ByeMessage | ApprovalResponseMessage | CancelCallMessage;
 export interface CompleteMessage {
     seq?: number | null;
     type: "complete";
@@ -73,6 +96,7 @@ export interface ResumeRequest {
 export interface Resumed {
     from_seq: number;
     pending_calls?: string[];
+    pending_approvals?: string[];
     gap?: boolean;
 }
 export interface RunStartedMessage {
@@ -81,7 +105,7 @@ export interface RunStartedMessage {
     run_id: string;
     content: string;
 }
-export type ServerMessage = ReadyMessage | SnapshotMessage | StepRetryMessage | ToolsUpdatedMessage | RunStartedMessage | TokenMessage | ToolRequestMessage | ToolCancelMessage | ToolResultMessage | CompleteMessage | ErrorMessage | ServerPingMessage | ServerPongMessage;
+export type ServerMessage = ReadyMessage | SnapshotMessage | StepRetryMessage | ApprovalRequestMessage | ToolsUpdatedMessage | RunStartedMessage | TokenMessage | ToolRequestMessage | ToolCancelMessage | ToolResultMessage | CompleteMessage | ErrorMessage | ServerPingMessage | ServerPongMessage;
 export interface ServerPingMessage {
     seq?: number | null;
     type: "ping";
@@ -96,7 +120,7 @@ export interface SnapshotCall {
     id: string;
     name: string;
     arguments?: unknown;
-    status?: "ok" | "error" | "invalid_arguments" | "denied" | "timed_out" | "cancelled" | "outcome_unknown" | "pending";
+    status?: "ok" | "error" | "invalid_arguments" | "denied" | "timed_out" | "cancelled" | "outcome_unknown" | "approval_expired" | "pending";
     result?: unknown;
     error?: string | null;
 }
@@ -107,6 +131,7 @@ export interface SnapshotMessage {
     turns?: SnapshotTurn[];
     run?: SnapshotRun | null;
     pending_calls?: string[];
+    pending_approvals?: string[];
 }
 export interface SnapshotRun {
     run_id: string;
@@ -175,7 +200,7 @@ export interface ToolResultMessage {
     id: string;
     run_id: string;
     name: string;
-    status: "ok" | "error" | "invalid_arguments" | "denied" | "timed_out" | "cancelled" | "outcome_unknown";
+    status: "ok" | "error" | "invalid_arguments" | "denied" | "timed_out" | "cancelled" | "outcome_unknown" | "approval_expired";
     source?: "client" | "server" | "unknown";
     result?: unknown;
     error?: string | null;
