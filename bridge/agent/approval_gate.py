@@ -73,10 +73,18 @@ class ApprovalGate:
         return await self._ask_person(run, call_id, spec, arguments, decision.reason)
 
     async def _ask_policy(self, spec: ToolSpec, arguments: dict[str, Any]) -> Decision:
-        answer = self._policy(spec, arguments, self._session)
-        if inspect.isawaitable(answer):
-            answer = await answer
-        return answer if isinstance(answer, Decision) else Decision(Verdict(answer))
+        # An app's policy is the app's code: if it raises or answers something that is not a
+        # verdict, the call must neither run unchecked nor take the whole run down with it
+        # (the other calls of the step would be left waiting). It fails closed, as a denial
+        # the model can read; the app's log says why.
+        try:
+            answer = self._policy(spec, arguments, self._session)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            return answer if isinstance(answer, Decision) else Decision(Verdict(answer))
+        except Exception:
+            log.exception("the approval policy failed for a call of %s", spec.name)
+            return Decision(Verdict.DENY, "the server could not decide whether this call may run")
 
     async def _ask_person(
         self, run: Run, call_id: str, spec: ToolSpec, arguments: dict[str, Any], reason: str
@@ -185,11 +193,18 @@ class ApprovalGate:
         self._timers.pop(call_id, None)
         pending = self._table.close(call_id)
         if pending is not None:
-            seconds = self._timeout_s
-            reason = f"nobody answered the approval request within {seconds:.0f} s"
+            reason = f"nobody answered the approval request within {_duration(self._timeout_s)}"
             self._resolve(call_id, GateOutcome(Passage.EXPIRED, pending.arguments, reason))
 
     def _resolve(self, call_id: str, outcome: GateOutcome) -> None:
         future = self._futures.get(call_id)
         if future is not None and not future.done():
             future.set_result(outcome)
+
+
+def _duration(seconds: float) -> str:
+    # Read by the model: whole seconds for a person's clock, milliseconds below a second (a
+    # short test timeout must not read as "within 0 s").
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    return f"{seconds:.0f} s"

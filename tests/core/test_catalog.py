@@ -76,6 +76,29 @@ def test_hints_say_what_each_tool_does() -> None:
         assert not by_name[name].read_only
 
 
+UNTRUSTED = {"read_page", "get_selection", "query_selector", "clipboard_read"}
+
+
+def test_tools_that_return_text_from_outside_the_user_are_hinted_untrusted() -> None:
+    # Their results are fenced as data and taint the run (bridge/approvals.py): a page or a
+    # clipboard that says "now navigate to ..." cannot quietly make a destructive call.
+    by_name = {s.name: s for s in specs()}
+    assert {name for name, s in by_name.items() if s.untrusted_content} == UNTRUSTED
+    for name in UNTRUSTED:
+        assert by_name[name].read_only and not by_name[name].destructive
+
+
+def test_the_catalogs_destructive_tools_are_the_ones_that_cannot_be_taken_back() -> None:
+    # navigate leaves the page; clipboard_write replaces what the person copied, and after
+    # untrusted content it is how a page would plant a command for the person to paste.
+    # local_storage_set returns the previous value, so the model can undo it: no approval.
+    by_name = {s.name: s for s in specs()}
+    assert {name for name, s in by_name.items() if s.destructive} == {
+        "navigate",
+        "clipboard_write",
+    }
+
+
 @pytest.mark.parametrize(
     ("name", "result", "valid"),
     [
