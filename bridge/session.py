@@ -107,6 +107,8 @@ class Session:
         self.run: Run | None = None
         self.queue: deque[str] = deque()
         self.resume_token = secrets.token_urlsafe(24)
+        # The principal that created the session; no other principal ever attaches to it.
+        self.owner: str | None = None
         self._run_prefix = secrets.token_hex(3)
         self._runs = 0
 
@@ -248,6 +250,7 @@ class Session:
         return {
             "id": self.id,
             "resume_token": self.resume_token,
+            "owner": self.owner,
             "tools": [spec.to_wire() for spec in self.client_tools.values()],
             "conversation": dump_turns(self.conversation),
             "calls": self.calls.dump(),
@@ -279,6 +282,7 @@ class Session:
     ) -> Session:
         session = cls(record["id"], clock=clock, limits=limits, server_tools=server_tools)
         session.resume_token = record["resume_token"]
+        session.owner = record["owner"]
         for raw in record["tools"]:
             spec = parse_tool(raw, session.limits.tools)
             session.client_tools[spec.name] = spec

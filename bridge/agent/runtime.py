@@ -217,10 +217,9 @@ class SessionRuntime:
         task = self._task
         self.stop(reason)
         if task is not None and not task.done():
-            try:
-                async with asyncio.timeout(timeout_s):
-                    await asyncio.shield(task)
-            except (TimeoutError, asyncio.CancelledError):
+            # `wait`, not `await task`: a run that ends cancelled has settled, it did not fail.
+            await asyncio.wait({task}, timeout=timeout_s)
+            if not task.done():
                 log.warning("run did not settle within %.1f s", timeout_s)
         self.client_calls.cancel_all(reason)
         self.approvals.cancel_all(reason)

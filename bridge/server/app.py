@@ -20,7 +20,7 @@ from bridge.models.base import Model
 from bridge.models.offline import OfflineModel
 from bridge.protocol import HelloMessage
 from bridge.ratelimit import AddressGate
-from bridge.server.auth import AuthHook, TokenAuth, allow_all
+from bridge.server.auth import AuthHook, TokenAuth, allow_all, as_principal
 from bridge.server.connection import Connection, Greeter
 from bridge.server.hub import SessionHub
 from bridge.server.logs import install_redaction
@@ -90,7 +90,8 @@ class Bridge:
         if not _SESSION_ID.fullmatch(session_id):
             await _refuse(websocket, CloseCode.POLICY, "invalid session id")
             return
-        if not await self._authenticate(websocket):
+        principal = as_principal(await self._authenticate(websocket))
+        if principal is None:
             # Browsers cannot read an HTTP status from a failed handshake, but they do see a
             # close code, so the refusal is decided before accept and told after it.
             await _refuse(websocket, CloseCode.UNAUTHORIZED, "unauthorized")
@@ -108,6 +109,7 @@ class Bridge:
                 self._connection_limits,
                 self._greeter(address),
                 self.hub.leave,
+                principal,
             )
             await connection.run()
         finally:

@@ -27,6 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from bridge.agent.runtime import SessionRuntime
 from bridge.errors import CloseCode, ConnectionRefused, ErrorCode, ProtocolError
 from bridge.limits import ConnectionLimits
+from bridge.server.auth import ANONYMOUS, Principal
 from bridge.protocol import (
     ByeMessage,
     ErrorMessage,
@@ -61,9 +62,11 @@ class Connection:
         limits: ConnectionLimits,
         greet: Greeter,
         leave: Callable[[Connection, bool], Awaitable[None]],
+        principal: Principal = ANONYMOUS,
     ) -> None:
         self._ws = websocket
         self.session_id = session_id
+        self.principal = principal
         self._limits = limits
         self._greet = greet
         self._leave = leave

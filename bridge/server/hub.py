@@ -91,62 +91,66 @@ class SessionHub:
             )
         session_id = connection.session_id
         runtime = self._runtimes.get(session_id)
-        if runtime is None:
-            record = await self.store.get(session_id)
-            if record is not None:
-                runtime = self._create(session_id, record)
-        headers: list[BaseModel] = []
-        if hello.resume is not None and runtime is not None:
-            plan = runtime.session.resume_plan(hello.resume)
-            if plan is ResumePlan.DENIED:
-                raise ConnectionRefused(
-                    "the resume token does not match this session",
-                    close_code=CloseCode.FORBIDDEN,
-                    code=ErrorCode.RESUME_DENIED,
-                )
-            await self._take_over(session_id, connection)
-            ready, snapshot = runtime.resume(
-                hello.tools, plan, hello.resume.last_seq, connection.notify
-            )
-            headers.append(ready)
-            if snapshot is not None:
-                headers.append(snapshot)
-            return runtime, headers
-        if hello.resume is not None:
-            headers.append(
-                ErrorMessage(
-                    code=ErrorCode.SESSION_EXPIRED,
-                    message="the session no longer exists; a new one was started",
-                )
+        session = runtime.session if runtime is not None else await self._stored(session_id)
+        if session is None:
+            return self._start(connection, hello)
+        # The session exists: only its owner, with its resume token, may attach to it. The
+        # refusal says the same whatever failed, so it tells a stranger nothing of the session.
+        plan = ResumePlan.DENIED
+        if hello.resume is not None and session.owner in (None, connection.principal.id):
+            plan = session.resume_plan(hello.resume)
+        if plan is ResumePlan.DENIED or hello.resume is None:
+            raise ConnectionRefused(
+                "this session exists; only its owner may attach to it, with its resume token",
+                close_code=CloseCode.FORBIDDEN,
+                code=ErrorCode.RESUME_DENIED,
             )
         if runtime is None:
-            runtime = self._create(session_id)
-        else:
-            # A client that does not resume holds none of the old calls: end what was running
-            # for the previous client, as a fresh start expects.
-            await self._take_over(session_id, connection)
-            await runtime.end("disconnected")
-        self._connections[session_id] = connection
-        headers.insert(0, runtime.greet(hello.tools, connection.notify))
-        return runtime, headers
+            runtime = self._create(session)
+        await self._take_over(session_id, connection)
+        ready, snapshot = runtime.resume(
+            hello.tools, plan, hello.resume.last_seq, connection.notify
+        )
+        return runtime, [ready] if snapshot is None else [ready, snapshot]
 
-    def _create(self, session_id: str, record: dict[str, Any] | None = None) -> SessionRuntime:
+    def _start(
+        self, connection: Connection, hello: HelloMessage
+    ) -> tuple[SessionRuntime, list[BaseModel]]:
+        """A new session, owned by the connection's principal."""
+        session_id = connection.session_id
+        clock, specs = self._wall_clock, self._server_tools.specs
+        session = Session(session_id, clock=clock, limits=self._limits, server_tools=specs)
+        session.owner = connection.principal.id
+        runtime = self._create(session)
+        self._connections[session_id] = connection
+        ready = runtime.greet(hello.tools, connection.notify)
+        if hello.resume is None:
+            return runtime, [ready]
+        expired = ErrorMessage(
+            code=ErrorCode.SESSION_EXPIRED,
+            message="the session no longer exists; a new one was started",
+        )
+        return runtime, [ready, expired]
+
+    async def _stored(self, session_id: str) -> Session | None:
+        record = await self.store.get(session_id)
+        if record is None:
+            return None
+        clock, specs = self._wall_clock, self._server_tools.specs
+        return Session.load(record, clock=clock, limits=self._limits, server_tools=specs)
+
+    def _create(self, session: Session) -> SessionRuntime:
         if len(self._runtimes) >= self._max_sessions:
             raise ConnectionRefused("the server is at its session limit", close_code=CloseCode.BUSY)
-        clock, specs = self._wall_clock, self._server_tools.specs
-        if record is None:
-            session = Session(session_id, clock=clock, limits=self._limits, server_tools=specs)
-        else:
-            session = Session.load(record, clock=clock, limits=self._limits, server_tools=specs)
         runtime = SessionRuntime(
             session,
-            self._model_for(session_id),
+            self._model_for(session.id),
             limits=self._wire_limits,
             queue_size=self._queue_size,
             server_tools=self._server_tools,
             approval=self._approval,
         )
-        self._runtimes[session_id] = runtime
+        self._runtimes[session.id] = runtime
         return runtime
 
     async def _take_over(self, session_id: str, connection: Connection) -> None:

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+import websockets
 
 from bridge.agent.runtime import SessionRuntime
 from bridge.testing import ScriptedModel, call
@@ -209,13 +210,25 @@ async def test_no_hello_in_time_closes_1008(start_bridge: StartBridge) -> None:
             await client.close()
 
 
-async def test_a_newer_connection_replaces_the_older_4409(start_bridge: StartBridge) -> None:
+async def test_a_newer_connection_needs_the_token_and_then_replaces_the_older_4409(
+    start_bridge: StartBridge,
+) -> None:
     async with start_bridge() as server:
         url = server.ws_url("same")
         async with asyncio.timeout(BOUND_S), BridgeClient(url) as old:
-            async with BridgeClient(url) as new:
+            async with websockets.connect(url) as stranger:
+                await stranger.send(json.dumps({"type": "hello", "protocol": 1}))
+                assert json.loads(await stranger.recv())["code"] == "resume_denied"
+                with pytest.raises(websockets.ConnectionClosed) as refused:
+                    await stranger.recv()
+                assert refused.value.rcvd is not None and refused.value.rcvd.code == 4403
+            await still_alive(old, "untouched")
+            resume = {"token": old.ready["resume_token"], "last_seq": 0}
+            async with websockets.connect(url) as new:
+                await new.send(json.dumps({"type": "hello", "protocol": 1, "resume": resume}))
+                ready = json.loads(await new.recv())
+                assert ready["type"] == "ready" and ready["resumed"]["gap"] is True
                 assert await closed_with(old) == 4409
-                await still_alive(new)
 
 
 async def test_internal_error_closes_1011(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
+
+import websockets
 
 from bridge import ServerTools
 from bridge.calls import TerminalStatus
@@ -11,6 +14,7 @@ from bridge.conversation import Conversation, ToolResult, Turn
 from bridge.testing import Hang, ScriptedModel, call
 from bridge_client import BridgeClient, ToolContext, ToolDenied
 from tests.conftest import StartBridge
+from tests.e2e.support import Watch, runtime_of
 
 BOUND_S = 10
 
@@ -358,11 +362,11 @@ async def test_a_message_during_a_run_is_queued(start_bridge: StartBridge) -> No
     assert kinds(events).index("run_started") > kinds(events).index("complete")
 
 
-async def test_disconnect_cancels_pending_calls_and_the_session_lives_on(
+async def test_after_the_grace_pending_calls_are_cancelled_and_the_session_lives_on(
     start_bridge: StartBridge,
 ) -> None:
     model = ScriptedModel([[call("wait")], ["resumed"]])
-    async with start_bridge(model=model) as server:
+    async with start_bridge(model=model, resume_grace_s=0.05) as server:
         url = server.ws_url("reconnect")
         first = BridgeClient(url)
 
@@ -374,8 +378,19 @@ async def test_disconnect_cancels_pending_calls_and_the_session_lives_on(
             async with first:
                 await first.send("go")
                 await first.wait_for("tool_request")
-            async with BridgeClient(url) as second:
-                result = await second.run("again")
-    assert result.text == "resumed"
+                watch = Watch(runtime_of(server, "reconnect"))
+            await watch.completed.wait()
+            # Back after the grace, with the session's token: the conversation is still there.
+            resume = {"token": first.resume_token, "last_seq": first.last_seq}
+            async with websockets.connect(url) as second:
+                await second.send(json.dumps({"type": "hello", "protocol": 1, "resume": resume}))
+                frames = [json.loads(await second.recv())]
+                await second.send(json.dumps({"type": "message", "content": "again"}))
+                while frames[-1]["type"] != "complete" or frames[-1]["reason"] != "done":
+                    frames.append(json.loads(await second.recv()))
+    assert frames[0]["type"] == "ready"
+    disconnected = [f for f in frames if f["type"] == "complete" and f["reason"] == "disconnected"]
+    assert len(disconnected) == 1, "the first run ended when the grace did"
+    assert "".join(f["content"] for f in frames if f["type"] == "token") == "resumed"
     assert_settled(model.requests[-1])
     assert list(results(model.requests[-1]).values()) == [TerminalStatus.CANCELLED]

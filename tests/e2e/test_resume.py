@@ -14,22 +14,15 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from bridge.agent.runtime import SessionRuntime
 from bridge.conversation import ToolResult
 from bridge.protocol import CompleteMessage, ToolCancelMessage
-from bridge.server.hub import SessionHub
-from bridge.testing import Hang, RunningServer, ScriptedModel, call
+from bridge.testing import Hang, ScriptedModel, call
 from tests.conftest import StartBridge
+from tests.e2e.support import Departures, Watch, hub_of, runtime_of
 
 BOUND_S = 10
 Frame = dict[str, Any]
 TOOL = {"name": "lookup", "parameters": {"type": "object"}}
-
-
-def hub_of(server: RunningServer) -> SessionHub:
-    app: Any = server.server.config.app  # the FastAPI app the fixture built
-    hub: SessionHub = app.state.bridge.hub
-    return hub
 
 
 async def recv(ws: ClientConnection) -> Frame:
@@ -70,52 +63,6 @@ async def close_code(ws: ClientConnection) -> int | None:
 def drop(ws: ClientConnection) -> None:
     """The link dies: no close frame, no bye."""
     ws.transport.abort()
-
-
-class Watch:
-    """What a session posts, seen as it happens: the test waits on events, never on time."""
-
-    def __init__(self, runtime: SessionRuntime) -> None:
-        self.posted: list[Any] = []
-        self.completed = asyncio.Event()
-        post = runtime.outbox.post
-
-        def spy(message: Any) -> int:
-            self.posted.append(message)
-            if isinstance(message, CompleteMessage):
-                self.completed.set()
-            return post(message)
-
-        runtime.outbox.post = spy  # type: ignore[method-assign]
-
-    def of(self, kind: type[Any]) -> list[Any]:
-        return [m for m in self.posted if isinstance(m, kind)]
-
-
-class Departures:
-    """Signals each time the hub has processed a connection leaving."""
-
-    def __init__(self, hub: SessionHub) -> None:
-        self.left = asyncio.Event()
-        self.for_good: list[bool] = []
-        leave = hub.leave
-
-        async def spy(connection: Any, for_good: bool) -> None:
-            await leave(connection, for_good)
-            self.for_good.append(for_good)
-            self.left.set()
-
-        hub.leave = spy  # type: ignore[method-assign]
-
-    async def wait(self) -> None:
-        await self.left.wait()
-        self.left.clear()
-
-
-def runtime_of(server: RunningServer, session_id: str) -> SessionRuntime:
-    runtime = hub_of(server).runtime(session_id)
-    assert runtime is not None
-    return runtime
 
 
 async def test_drop_mid_call_then_resume_replays_in_order_and_accepts_one_answer(
