@@ -1,6 +1,9 @@
 """Python client for agent-bridge."""
 
 from bridge_client.client import (
+    Approval,
+    ApprovalRequest,
+    Approver,
     BridgeClient,
     ConversationReset,
     RunResult,
@@ -10,6 +13,9 @@ from bridge_client.client import (
 )
 
 __all__ = [
+    "Approval",
+    "ApprovalRequest",
+    "Approver",
     "BridgeClient",
     "ConversationReset",
     "RunResult",

@@ -15,7 +15,7 @@ import asyncio
 import inspect
 import json
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, overload
 
@@ -27,6 +27,9 @@ from websockets.asyncio.client import connect as ws_connect
 from bridge_client.schema import context_parameter, parameters_schema
 
 __all__ = [
+    "Approval",
+    "ApprovalRequest",
+    "Approver",
     "BridgeClient",
     "ConversationReset",
     "RunResult",
@@ -100,6 +103,84 @@ class ToolContext:
             await self._client._send_on(link, payload)
 
 
+@dataclass(frozen=True)
+class Approval:
+    """A person's answer to an approval request: `Approval.approve(...)` or `Approval.deny(...)`.
+
+    `arguments` replaces the model's arguments (the server checks them against the tool's schema
+    again); `remember="session"` approves further calls of the same tool in this session.
+    """
+
+    decision: Literal["approve", "deny"]
+    reason: str | None = None
+    arguments: dict[str, Any] | None = None
+    remember: Literal["session"] | None = None
+
+    @classmethod
+    def approve(
+        cls, *, arguments: dict[str, Any] | None = None, remember: bool = False
+    ) -> Approval:
+        return cls("approve", arguments=arguments, remember="session" if remember else None)
+
+    @classmethod
+    def deny(cls, reason: str | None = None) -> Approval:
+        return cls("deny", reason=reason)
+
+    def to_wire(self, call_id: str) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "type": "approval_response",
+            "id": call_id,
+            "decision": self.decision,
+        }
+        if self.reason is not None:
+            message["reason"] = self.reason
+        if self.decision == "approve":
+            if self.arguments is not None:
+                message["arguments"] = self.arguments
+            if self.remember is not None:
+                message["remember"] = self.remember
+        return message
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """The server asks before a call runs; `id` is the call's own id.
+
+    Given to the `@client.approver` callback, or, without one, handed out by
+    `next_approval()`: answer it with `approve()` or `deny()`. `expires_at` is the server's wall
+    clock in ms since the epoch; past it the call ends `approval_expired`.
+    """
+
+    id: str
+    run_id: str
+    name: str
+    arguments: dict[str, Any]
+    reason: str
+    expires_at: int
+    redelivered: bool
+    _client: BridgeClient = field(repr=False, compare=False)
+
+    async def approve(
+        self, *, arguments: dict[str, Any] | None = None, remember: bool = False
+    ) -> None:
+        await self._client.answer_approval(
+            self.id, Approval.approve(arguments=arguments, remember=remember)
+        )
+
+    async def deny(self, reason: str | None = None) -> None:
+        await self._client.answer_approval(self.id, Approval.deny(reason))
+
+
+# True approves and False denies, for approvers with nothing more to say.
+ApprovalAnswer = Approval | bool
+Approver = Callable[[ApprovalRequest], ApprovalAnswer | Awaitable[ApprovalAnswer]]
+A = TypeVar("A", bound=Approver)
+
+# What the client knows of one approval: handed out and not answered yet, or answered (the
+# answer is kept until the server shows it has it, so a resume can send it again).
+_ApprovalState = Literal["waiting", "answered"]
+
+
 @dataclass
 class _Tool:
     definition: dict[str, Any]
@@ -130,6 +211,9 @@ class _Link:
     # Call ids answered on this connection: a resume and a redelivery of the same call must not
     # both send the result (the second would earn a `duplicate_response`).
     answered: set[str] = field(default_factory=set)
+    # Approval answers sent on this connection, kept apart from `answered`: after an approval
+    # the same call id gets its tool_response on the same connection.
+    approvals_sent: set[str] = field(default_factory=set)
     sync_nonce: str | None = None
 
 
@@ -213,6 +297,13 @@ class BridgeClient:
         self.results_resent = 0
         self.conversation_resets = 0
         self._sent_once: set[str] = set()
+        self._approver: Approver | None = None
+        self._approver_tasks: dict[str, asyncio.Task[None]] = {}
+        self._approvals: dict[str, _ApprovalState] = {}
+        self._approval_answers: dict[str, dict[str, Any]] = {}
+        self._approval_requests: dict[str, ApprovalRequest] = {}
+        self._approval_queue: asyncio.Queue[ApprovalRequest] = asyncio.Queue()
+        self.approvals_resent = 0
 
     # Tools -------------------------------------------------------------------------------------
 
@@ -230,6 +321,7 @@ class BridgeClient:
         read_only: bool = False,
         destructive: bool = False,
         idempotent: bool = False,
+        untrusted_content: bool = False,
         output_schema: dict[str, Any] | None = None,
     ) -> Callable[[F], F]: ...
 
@@ -244,12 +336,17 @@ class BridgeClient:
         read_only: bool = False,
         destructive: bool = False,
         idempotent: bool = False,
+        untrusted_content: bool = False,
         output_schema: dict[str, Any] | None = None,
     ) -> F | Callable[[F], F]:
         """Register a handler (sync or async); its JSON Schema comes from its type hints.
 
         `idempotent=True` tells the server and the model the tool is safe to run again with the
         same arguments. This client never runs a handler twice for one call either way.
+        `destructive=True` makes the server ask a person before each call (by default).
+        `untrusted_content=True` says the result holds text the user did not write (a web page,
+        a file, an email): the model reads it fenced as data, and every destructive call later
+        in the same run asks a person first.
         """
 
         def register(fn: F) -> F:
@@ -266,6 +363,7 @@ class BridgeClient:
                 ("read_only", read_only or None),
                 ("destructive", destructive or None),
                 ("idempotent", idempotent or None),
+                ("untrusted_content", untrusted_content or None),
             ):
                 if value is not None:
                     definition[key] = value
@@ -277,6 +375,48 @@ class BridgeClient:
     @property
     def definitions(self) -> list[dict[str, Any]]:
         return [t.definition for t in self._tools.values()]
+
+    # Approvals ---------------------------------------------------------------------------------
+
+    def approver(self, func: A) -> A:
+        """Decide approval requests with `func` (sync or async), given the `ApprovalRequest`.
+
+        It returns `Approval.approve(...)`, `Approval.deny(reason)`, or True / False. It runs
+        once per request, even when a resume delivers the request again; if it raises, the call
+        is denied with the error as the reason. Without an approver, requests wait for the app
+        in `next_approval()`.
+        """
+        self._approver = func
+        return func
+
+    async def next_approval(self) -> ApprovalRequest:
+        """The next approval request for the app to answer (when no approver is set).
+
+        A request comes out once, even when a resume delivers it again; one whose edited
+        arguments the server refused comes out again, so it can be answered once more.
+        """
+        return await self._approval_queue.get()
+
+    @property
+    def pending_approvals(self) -> list[str]:
+        """Ids of the approval requests not answered yet."""
+        return [cid for cid, state in self._approvals.items() if state == "waiting"]
+
+    async def answer_approval(self, call_id: str, approval: Approval) -> None:
+        """Send a person's answer. Kept until the server shows it has it, and sent again on a
+        resume when the server still waits for it."""
+        response = approval.to_wire(call_id)
+        self._approvals[call_id] = "answered"
+        self._approval_answers[call_id] = response
+        link = self._link
+        if link is not None and link.ready:
+            link.approvals_sent.add(call_id)
+            await self._send_on(link, response)
+
+    async def cancel_call(self, call_id: str) -> None:
+        """Cancel one call (waiting for approval or running): it ends `cancelled`, reason
+        `by_user`, and the run goes on without it. An unknown id earns `error unknown_call`."""
+        await self.send_json({"type": "cancel_call", "id": call_id})
 
     # Connection --------------------------------------------------------------------------------
 
@@ -331,6 +471,8 @@ class BridgeClient:
         """Close without `bye`: the server holds the session for its grace period."""
         self._closing = True
         for task in self._handlers.values():
+            task.cancel()
+        for task in self._approver_tasks.values():
             task.cancel()
         link = self._link
         if link is not None:
@@ -648,12 +790,19 @@ class BridgeClient:
         elif kind == "pong" and link.sync_nonce and event.get("nonce") == link.sync_nonce:
             await self._on_sync(link)
             return
+        elif kind == "approval_request":
+            await self._on_approval_request(link, event)
         elif kind == "tool_request":
+            # Approved: the question is settled, the call goes on as any other.
+            self._end_approval(str(event.get("id")))
             await self._on_request(link, event)
         elif kind == "tool_cancel":
             self._end_call(str(event.get("id")), cancel=True)
         elif kind == "tool_result":
+            self._end_approval(str(event.get("id")))
             self._end_call(str(event.get("id")), cancel=False)
+        elif kind == "error" and event.get("id") is not None:
+            self._on_error_about(str(event.get("id")), event.get("code"))
         elif kind == "run_started":
             self._on_run_started(event)
         elif kind == "complete":
@@ -681,6 +830,7 @@ class BridgeClient:
         # Without `resumed` this is a new session (or a server that does not resume): the calls
         # of any earlier connection are over.
         await self._settle(link, set(resumed.get("pending_calls", [])))
+        await self._settle_approvals(link, set(resumed.get("pending_approvals", [])))
         self._pulse()
         await self._reconcile(link)
 
@@ -720,6 +870,96 @@ class BridgeClient:
             outcome = self.on_conversation_reset()
             if inspect.isawaitable(outcome):
                 await outcome
+
+    # Approvals, the receiving side ---------------------------------------------------------------
+
+    async def _on_approval_request(self, link: _Link, event: dict[str, Any]) -> None:
+        call_id = str(event.get("id"))
+        state = self._approvals.get(call_id)
+        if state == "answered":
+            # A redelivery: the answer goes again unless `ready` already sent it on this link.
+            if call_id not in link.approvals_sent:
+                link.approvals_sent.add(call_id)
+                self.approvals_resent += 1
+                await self._send_on(link, self._approval_answers[call_id])
+            return
+        if state == "waiting":
+            return  # the approver or the app has it already
+        request = self._request_of(event)
+        self._approvals[call_id] = "waiting"
+        self._approval_requests[call_id] = request
+        self._offer(request)
+
+    def _request_of(self, event: dict[str, Any]) -> ApprovalRequest:
+        arguments = event.get("arguments")
+        return ApprovalRequest(
+            id=str(event.get("id")),
+            run_id=str(event.get("run_id")),
+            name=str(event.get("name")),
+            arguments=dict(arguments) if isinstance(arguments, dict) else {},
+            reason=str(event.get("reason", "")),
+            expires_at=int(event.get("expires_at") or 0),
+            redelivered=bool(event.get("redelivered")),
+            _client=self,
+        )
+
+    def _offer(self, request: ApprovalRequest) -> None:
+        if self._approver is None:
+            self._approval_queue.put_nowait(request)
+            return
+        task = asyncio.create_task(self._decide(request))
+        self._approver_tasks[request.id] = task
+        task.add_done_callback(lambda _t: self._approver_tasks.pop(request.id, None))
+
+    async def _decide(self, request: ApprovalRequest) -> None:
+        approver = self._approver
+        assert approver is not None
+        try:
+            answer = approver(request)
+            if inspect.isawaitable(answer):
+                answer = await answer
+        except Exception as exc:
+            # Fail closed: a broken approver must not leave the call to run or to hang.
+            answer = Approval.deny(f"the approver failed: {type(exc).__name__}: {exc}")
+        if isinstance(answer, bool):
+            answer = Approval.approve() if answer else Approval.deny()
+        if self._approvals.get(request.id) != "waiting":
+            return  # cancelled, expired or answered by the app meanwhile
+        await self.answer_approval(request.id, answer)
+
+    async def _settle_approvals(self, link: _Link, pending: set[str]) -> None:
+        """After `ready`: answers the server still waits for go again; other approvals are over."""
+        for call_id in list(self._approvals):
+            if call_id not in pending:
+                self._end_approval(call_id)
+            elif call_id in self._approval_answers and call_id not in link.approvals_sent:
+                link.approvals_sent.add(call_id)
+                self.approvals_resent += 1
+                await self._send_on(link, self._approval_answers[call_id])
+
+    def _on_error_about(self, call_id: str, code: object) -> None:
+        if self._approvals.get(call_id) != "answered":
+            return
+        if code == "invalid_arguments":
+            # The edited arguments were refused and the request stays open. It goes to the
+            # app's queue, approver or not: running the approver again could repeat the same
+            # edit for ever, so a person (or the app) answers it once more.
+            self._approval_answers.pop(call_id, None)
+            self._approvals[call_id] = "waiting"
+            request = self._approval_requests.get(call_id)
+            if request is not None:
+                self._approval_queue.put_nowait(request)
+        elif code == "unknown_approval":
+            self._end_approval(call_id)  # decided, expired or cancelled already
+
+    def _end_approval(self, call_id: str) -> None:
+        if self._approvals.pop(call_id, None) is None:
+            return
+        self._approval_answers.pop(call_id, None)
+        self._approval_requests.pop(call_id, None)
+        task = self._approver_tasks.pop(call_id, None)
+        if task is not None:
+            task.cancel()
 
     # Tool calls --------------------------------------------------------------------------------
 
