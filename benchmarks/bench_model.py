@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Sequence
 
 from common import ECHO_ARGS_JSON, TOOL_NAME
 
-from bridge.models.base import ModelEvent, TextDelta, ToolCallEvent
 from bridge.conversation import Turn, UserTurn
+from bridge.models.base import ModelEvent, TextDelta, ToolCallEvent
 from bridge.toolspec import ToolSpec
 
 _STREAM_BOUND = 20_000

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from bridge.testing import RunningServer
 from bridge.limits import ToolLimits
+from bridge.testing import RunningServer
 from bridge.toolspec import ToolSpec, parse_tool
 
 TOOLS_DIR = Path(__file__).resolve().parents[2] / "tools"
