@@ -23,6 +23,10 @@ def main() -> None:
     overrides: dict[str, object] = {
         "heartbeat_interval_s": 3600.0,
         "max_steps": 1_000_000,
+        # B6/B7 are single runs of thousands of sequential calls: no loop guard in the way.
+        "max_tool_calls_per_run": 10**9,
+        # Rounds end by closing their sockets; their sessions need not be held for a resume.
+        "resume_grace_s": 0.5,
         "max_sessions": 100_000,
         # Sessions of finished rounds are forgotten soon, so rounds do not pile up state.
         "session_ttl_s": 2.0,
