@@ -75,7 +75,7 @@ ResultStatus = Literal[
     "outcome_unknown",
     "approval_expired",
 ]
-CompleteReason = Literal["done", "stopped", "max_steps", "error", "disconnected"]
+CompleteReason = Literal["done", "stopped", "max_steps", "tool_budget", "error", "disconnected"]
 
 
 class _Wire(BaseModel):
@@ -211,7 +211,8 @@ class _ServerWire(_Wire):
 
 
 class RejectedTool(_Wire):
-    name: str | None
+    # Absent when the definition had no usable name (not a string, or not there at all).
+    name: str | None = None
     code: str
     reason: str
 
@@ -542,7 +543,6 @@ def dump_server_message(message: BaseModel) -> str:
     Never raises: a value that cannot be encoded (a lone surrogate, NaN, an object that is not
     JSON, nesting past any parser's limit) is replaced, and the frame still goes out.
     """
-    message = _name_every_rejection(message)
     try:
         return message.model_dump_json(exclude_none=True)
     except (PydanticSerializationError, ValueError, TypeError, RecursionError):
@@ -562,18 +562,6 @@ def dump_server_message(message: BaseModel) -> str:
         if seq is not None:
             frame["seq"] = seq
         return json.dumps(frame)
-
-
-def _name_every_rejection(message: BaseModel) -> BaseModel:
-    # `rejected[].name` is required by the schema; a definition without a usable name is
-    # reported under "" rather than leaving the field out.
-    report = getattr(message, "tools", None)
-    if not isinstance(report, ToolsReport) or all(r.name is not None for r in report.rejected):
-        return message
-    rejected = [
-        r if r.name is not None else r.model_copy(update={"name": ""}) for r in report.rejected
-    ]
-    return message.model_copy(update={"tools": report.model_copy(update={"rejected": rejected})})
 
 
 def _jsonable(value: Any, depth: int) -> Any:

@@ -94,6 +94,11 @@ class AgentLoop:
                     break
                 await self._run_calls(run, step)
                 self._record_results(step)
+                if run.tool_calls > self._session.limits.max_tool_calls_per_run:
+                    # The model kept calling tools past the run's budget: every call has its
+                    # result (the refused ones say why), and the run ends here.
+                    reason = "tool_budget"
+                    break
         except asyncio.CancelledError:
             self._client_calls.cancel_run(run_id, run.stop_reason)
             self._gate.cancel_run(run_id, run.stop_reason)

@@ -42,6 +42,8 @@ class ServerTools:
         timeout_ms: int | None = None,
         read_only: bool = False,
         destructive: bool = False,
+        idempotent: bool = False,
+        untrusted_content: bool = False,
     ) -> Callable[[F], F]: ...
 
     def tool(
@@ -53,6 +55,8 @@ class ServerTools:
         timeout_ms: int | None = None,
         read_only: bool = False,
         destructive: bool = False,
+        idempotent: bool = False,
+        untrusted_content: bool = False,
     ) -> F | Callable[[F], F]:
         def register(fn: F) -> F:
             definition: dict[str, Any] = {
@@ -61,6 +65,8 @@ class ServerTools:
                 "parameters": schema_from_signature(fn),
                 "read_only": read_only,
                 "destructive": destructive,
+                "idempotent": idempotent,
+                "untrusted_content": untrusted_content,
             }
             if timeout_ms is not None:
                 definition["timeout_ms"] = timeout_ms

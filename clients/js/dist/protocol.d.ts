@@ -29,7 +29,7 @@ export interface CompleteMessage {
     seq?: number | null;
     type: "complete";
     run_id: string;
-    reason: "done" | "stopped" | "max_steps" | "error" | "disconnected";
+    reason: "done" | "stopped" | "max_steps" | "tool_budget" | "error" | "disconnected";
     steps?: number;
     usage?: Usage | null;
 }
@@ -85,7 +85,7 @@ export interface RegisterToolsMessage {
     tools: Array<Record<string, unknown>>;
 }
 export interface RejectedTool {
-    name: string | null;
+    name?: string | null;
     code: string;
     reason: string;
 }

@@ -37,7 +37,7 @@ export interface CompleteMessage {
   seq?: number | null;
   type: "complete";
   run_id: string;
-  reason: "done" | "stopped" | "max_steps" | "error" | "disconnected";
+  reason: "done" | "stopped" | "max_steps" | "tool_budget" | "error" | "disconnected";
   steps?: number;
   usage?: Usage | null;
 }
@@ -101,7 +101,7 @@ export interface RegisterToolsMessage {
 }
 
 export interface RejectedTool {
-  name: string | null;
+  name?: string | null;
   code: string;
   reason: string;
 }
