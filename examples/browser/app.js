@@ -62,9 +62,12 @@ bridge.on("reset", () => {
   stopButton.disabled = true;
 });
 
+// Refusals of an approval answer or a cancel are shown on the card they concern.
+const shownOnCards = new Set(["session_expired", "invalid_arguments", "unknown_approval", "unknown_call"]);
+
 bridge.on("error", (error) => {
-  // Told in plain words by the reset notice.
-  if (error.code !== "session_expired") note(`error ${error.code}: ${error.message}`, "notice error");
+  // session_expired is told in plain words by the reset notice.
+  if (!shownOnCards.has(error.code)) note(`error ${error.code}: ${error.message}`, "notice error");
 });
 bridge.on("toolsUpdated", renderTools);
 
@@ -130,6 +133,7 @@ bridge.on("stepRetry", (event) => {
 
 // After a reload (or a gap too long to replay) the server sends the conversation: rebuild the log.
 bridge.on("snapshot", (snapshot) => {
+  const asking = new Set(snapshot.pending_approvals ?? []);
   log.replaceChildren();
   turn = text = null;
   for (const item of snapshot.turns ?? []) {
@@ -141,8 +145,14 @@ bridge.on("snapshot", (snapshot) => {
     if (item.content) bubble.append(el("span", { class: "text" }, item.content));
     for (const call of item.tool_calls ?? []) {
       const card = cardFor(call.id, call.name, item.run_id ?? "", call.arguments ?? {});
-      if (call.status === "pending" || call.status === undefined) setStatus(card, "waiting", "running");
-      else showResult(card, call.status, call.status === "ok" ? call.result : call.error);
+      if (asking.has(call.id)) {
+        setStatus(card, "waiting for your approval", "approval");
+      } else if (call.status === "pending" || call.status === undefined) {
+        setStatus(card, "waiting", "running");
+        addCancel(card);
+      } else {
+        showResult(card, call.status, call.status === "ok" ? call.result : call.error);
+      }
     }
     text = null;
   }
@@ -153,13 +163,25 @@ bridge.on("snapshot", (snapshot) => {
       bubble.append(text);
     }
   }
+  // Questions this page was already showing (a reconnect, not a reload) are not asked again.
+  for (const approval of bridge.pendingApprovals) showApproval(approval);
   stopButton.disabled = !snapshot.run;
   note(snapshot.turns?.length ? "conversation restored" : "session restored", "notice resumed");
 });
 
 bridge.on("toolRequest", (request) => {
   const card = cardFor(request.id, request.name, request.run_id, request.arguments);
+  card.querySelector(".approval")?.remove();
   setStatus(card, request.interactive ? "waiting for you" : "running", "running");
+  addCancel(card);
+});
+
+bridge.on("toolCancel", (event) => {
+  const card = log.querySelector(`.tool-call[data-id="${CSS.escape(event.id)}"]`);
+  if (!card) return;
+  card.querySelector(".cancel-call")?.remove();
+  // The tool_result with the model's side of it follows; until then say what happened.
+  setStatus(card, cancelWords(event.reason).label, "cancelled");
 });
 
 bridge.on("toolProgress", (event) => {
@@ -173,14 +195,152 @@ bridge.on("toolResult", (result) => {
   card.dataset.source = result.source;
 });
 
-const statusLabel = { outcome_unknown: "outcome unknown", timed_out: "timed out", invalid_arguments: "invalid arguments" };
+const statusLabel = {
+  outcome_unknown: "outcome unknown",
+  timed_out: "timed out",
+  invalid_arguments: "invalid arguments",
+  approval_expired: "approval expired",
+};
+
+// What a person should read for the outcomes that are not the tool's own answer.
+function explain(status, body) {
+  const detail = typeof body === "string" ? body : "";
+  if (status === "approval_expired") {
+    return {
+      label: "approval expired",
+      text: "Nobody approved or denied this call in time, so it did not run. The agent was told this was not a refusal.",
+    };
+  }
+  if (status === "cancelled") return cancelWords(detail);
+  if (status === "denied") return { label: "denied", text: "This call was denied; the agent was told why." };
+  return null;
+}
+
+function cancelWords(reason) {
+  if (/by_user/.test(reason)) return { label: "cancelled by you", text: "You cancelled this call; the agent carries on without it." };
+  if (/stopped/.test(reason)) return { label: "cancelled: run stopped", text: "The run was stopped before this call finished." };
+  if (/disconnected|bye/.test(reason)) return { label: "cancelled: disconnected", text: "The page was away too long, so this call was cancelled." };
+  if (/max_steps|step limit/.test(reason)) return { label: "cancelled: too many steps", text: "The agent reached its step limit, so this call was not run." };
+  return { label: "cancelled", text: "This call was cancelled." };
+}
 
 function showResult(card, status, body) {
-  setStatus(card, statusLabel[status] ?? status, status);
-  card.querySelector(".result").replaceChildren(
-    el("span", { class: "label" }, status === "ok" ? "result" : "error"),
-    el("pre", {}, pretty(body)),
+  const words = explain(status, body);
+  setStatus(card, words?.label ?? statusLabel[status] ?? status, status);
+  card.querySelector(".approval")?.remove();
+  card.querySelector(".cancel-call")?.remove();
+  const parts = [];
+  if (words) parts.push(el("p", { class: "outcome" }, words.text));
+  parts.push(el("span", { class: "label" }, status === "ok" ? "result" : "error"), el("pre", {}, pretty(body)));
+  card.querySelector(".result").replaceChildren(...parts);
+}
+
+// Approvals: a card inline in the chat, so the rest of the page (Stop included) stays usable. ----
+
+bridge.on("approvalRequest", showApproval);
+
+bridge.on("approvalSettled", (event) => {
+  // Answered, expired or cancelled: the toolRequest or toolResult that comes with it says which.
+  log.querySelector(`.approval[data-id="${CSS.escape(event.id)}"]`)?.remove();
+});
+
+function showApproval(approval) {
+  const card = cardFor(approval.id, approval.name, approval.runId, approval.arguments);
+  if (card.querySelector(".approval")) return;
+  setStatus(card, "waiting for your approval", "approval");
+  const original = JSON.stringify(approval.arguments, null, 2);
+  const editor = el("textarea", { class: "approval-arguments", rows: "5", spellcheck: "false", "aria-label": "Arguments as JSON" });
+  editor.value = original;
+  const edit = el("details", { class: "approval-edit" }, el("summary", {}, "Edit the arguments"), editor);
+  const problem = el("p", { class: "approval-error", role: "alert", hidden: "" });
+  const denyReason = el("input", { class: "deny-reason", placeholder: "Why not? (optional, the agent is told)", "aria-label": "Reason for denying" });
+  const approve = el("button", { type: "button", class: "approve primary" }, "Approve");
+  const always = el("button", { type: "button", class: "always", title: `Run ${approval.name} without asking for the rest of this session` }, "Always for this session");
+  const deny = el("button", { type: "button", class: "deny" }, "Deny");
+  const buttons = [approve, always, deny];
+  const panel = el(
+    "div",
+    { class: "approval", "data-id": approval.id, role: "group", "aria-label": `Approve ${approval.name}?` },
+    el("p", { class: "approval-reason" }, `Approval needed: ${approval.reason}`),
+    el("p", { class: "approval-expiry" }, `Answer by ${new Date(approval.expiresAt).toLocaleTimeString()}, or it will not run.`),
+    edit,
+    problem,
+    denyReason,
+    el("div", { class: "actions" }, ...buttons),
   );
+  card.append(panel);
+
+  const fail = (message) => {
+    problem.textContent = message;
+    problem.hidden = false;
+    editor.setAttribute("aria-invalid", "true");
+  };
+  const answer = async (send) => {
+    problem.hidden = true;
+    editor.removeAttribute("aria-invalid");
+    for (const button of buttons) button.disabled = true;
+    try {
+      await send();
+    } catch (error) {
+      if (error.code === "invalid_arguments") {
+        edit.open = true;
+        fail(`The server refused these arguments: ${error.message}`);
+      } else if (error.code === "unknown_approval") {
+        fail("This request is no longer open (it expired, was cancelled, or was answered already).");
+      } else {
+        fail(`Could not send the answer: ${error.message}`);
+      }
+    } finally {
+      for (const button of buttons) button.disabled = false;
+    }
+  };
+  // Edited arguments go with an approval only when the person changed them.
+  const edited = () => {
+    if (!edit.open || editor.value.trim() === original.trim()) return { ok: true, value: undefined };
+    let value;
+    try {
+      value = JSON.parse(editor.value);
+    } catch (error) {
+      return { ok: false, message: `The arguments are not valid JSON: ${error.message}` };
+    }
+    if (value === null || typeof value !== "object" || Array.isArray(value)) {
+      return { ok: false, message: "The arguments must be a JSON object, like {\"key\": \"value\"}." };
+    }
+    return { ok: true, value };
+  };
+  const approveWith = (remember) => {
+    const args = edited();
+    if (!args.ok) {
+      edit.open = true;
+      fail(args.message);
+      return;
+    }
+    const options = {};
+    if (args.value !== undefined) options.arguments = args.value;
+    if (remember) options.remember = "session";
+    void answer(() => approval.approve(options));
+  };
+  approve.addEventListener("click", () => approveWith(false));
+  always.addEventListener("click", () => approveWith(true));
+  deny.addEventListener("click", () => void answer(() => approval.deny(denyReason.value.trim() || undefined)));
+  scrollDown();
+}
+
+// A running call can be cancelled on its own; the run goes on with the other results.
+function addCancel(card) {
+  if (card.querySelector(".cancel-call")) return;
+  const button = el("button", { type: "button", class: "cancel-call", title: "Cancel this call only" }, "Cancel");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      await bridge.cancelCall(card.dataset.id);
+    } catch (error) {
+      // Most likely it finished in the meantime; its result is on the card.
+      button.remove();
+      if (error.code !== "unknown_call") note(`could not cancel: ${error.message}`, "notice error");
+    }
+  });
+  card.querySelector(".head").append(button);
 }
 
 bridge.on("runComplete", (event) => {

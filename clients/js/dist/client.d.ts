@@ -13,6 +13,7 @@ export interface WireToolDefinition {
     read_only?: boolean;
     destructive?: boolean;
     idempotent?: boolean;
+    untrusted_content?: boolean;
 }
 export interface ToolContext {
     /** The call id the server correlates the response with; the same on every redelivery. */
@@ -26,7 +27,10 @@ export interface ToolContext {
      * only read-only and idempotent tools are ever run again.
      */
     readonly rerun: boolean;
-    /** Aborts when the server cancels the call (`tool_cancel`), or the client closes for good. */
+    /**
+     * Aborts when the server cancels the call (`tool_cancel`), or the client closes for good. The
+     * reason is a `ToolCancelled` whose `reason` is the server's (`by_user` after `cancelCall`).
+     */
     readonly signal: AbortSignal;
     /** Tell the server the call is alive; pushes its deadline out, up to the server's cap. */
     reportProgress(progress?: number | null, message?: string | null): void;
@@ -43,9 +47,15 @@ export interface ToolRegistration<A = Record<string, unknown>, R = unknown> {
     interactive?: boolean;
     /** The tool changes nothing: safe to run again after a reload cut an earlier run short. */
     readOnly?: boolean;
+    /** The tool changes something that matters: by default the server asks a person first. */
     destructive?: boolean;
     /** Running it twice with the same arguments has the effect of running it once. */
     idempotent?: boolean;
+    /**
+     * The result holds text the user did not write (a web page, the clipboard, a file): the server
+     * fences it as data, and later destructive calls in the same run need a person's approval.
+     */
+    untrustedContent?: boolean;
     handler: ToolHandler<A, R>;
 }
 /** Throw from a handler (or call `context.deny()`) when the person refused. */
@@ -56,6 +66,63 @@ export declare class ToolDenied extends Error {
 export declare class ToolCallError extends Error {
     readonly code: string | undefined;
     constructor(message: string, code?: string);
+}
+/** The abort reason a handler's signal carries when its call is cancelled. */
+export declare class ToolCancelled extends Error {
+    /** The server's reason (`by_user`, `stopped`, `timed_out`, ...) or the client's own. */
+    readonly reason: string;
+    constructor(reason: string);
+}
+/** The server refused something this client asked for (an approval answer, a cancel). */
+export declare class BridgeError extends Error {
+    /** The server's error code (`unknown_approval`, `invalid_arguments`, `unknown_call`) or `client_*`. */
+    readonly code: string;
+    /** The call the refusal is about. */
+    readonly id: string | undefined;
+    constructor(code: string, message: string, id?: string);
+}
+export interface ApproveOptions {
+    /** Run the call with these arguments instead; the server checks them against the tool's schema. */
+    arguments?: Record<string, unknown>;
+    /** `"session"`: further calls of this tool in this session run without asking. */
+    remember?: "session";
+}
+/**
+ * Where an approval request stands: `open` (waiting for this page), `answering` (an answer is on
+ * its way), or over: `approved`, `denied`, `expired`, `cancelled`, `closed` (ended some other way:
+ * the session was replaced, the server no longer had the question).
+ */
+export type ApprovalState = "open" | "answering" | "approved" | "denied" | "expired" | "cancelled" | "closed";
+export type ApprovalOutcome = "approved" | "denied" | "expired" | "cancelled" | "closed";
+/** A person must decide before a tool call runs: the `approvalRequest` event's object. */
+export interface ApprovalRequest {
+    /** The call's own id: the same in `toolRequest`, `toolResult` and `cancelCall`. */
+    readonly id: string;
+    readonly runId: string;
+    readonly name: string;
+    readonly arguments: Record<string, unknown>;
+    /** Why the server asks, in words for the person (e.g. "untrusted content in this run"). */
+    readonly reason: string;
+    /** Wall-clock time (ms since the epoch) after which the call ends `approval_expired`. */
+    readonly expiresAt: number;
+    /** Asked again after a reconnect or a page reload (this page had not seen it). */
+    readonly redelivered: boolean;
+    readonly state: ApprovalState;
+    /** Aborts when the question ends without this page's answer (expired, run stopped, ...). */
+    readonly signal: AbortSignal;
+    /**
+     * Let the call run, with edited arguments if given. Resolves once the server has taken the
+     * answer; rejects with a `BridgeError`: `invalid_arguments` (the edit does not match the tool's
+     * schema; the question stays open and can be answered again) or `unknown_approval` (the
+     * question is over: expired, cancelled, or answered already).
+     */
+    approve(options?: ApproveOptions): Promise<void>;
+    /** Refuse the call; the model gets `denied` and the reason. Settles like `approve`. */
+    deny(reason?: string): Promise<void>;
+}
+export interface ApprovalSettledEvent {
+    id: string;
+    outcome: ApprovalOutcome;
 }
 export type ConnectionStatus = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 export interface StatusEvent {
@@ -84,6 +151,8 @@ export interface BridgeErrorEvent {
 export interface ResumedEvent {
     from_seq: number;
     pending_calls: string[];
+    /** Approval requests still open; each is (or was already) surfaced once as `approvalRequest`. */
+    pending_approvals: string[];
     /** The server could not replay everything missed; a `snapshot` event follows. */
     gap: boolean;
     /** The session was picked up from storage: this page (or client) is not the one that began it. */
@@ -118,6 +187,13 @@ export interface AgentBridgeEvents {
     toolProgress: ToolProgressEvent;
     toolCancel: ToolCancelMessage;
     toolResult: ToolResultMessage;
+    /**
+     * A person must approve a call before it runs. Emitted once per call id in a page, including
+     * for requests still open after a reconnect or a page reload.
+     */
+    approvalRequest: ApprovalRequest;
+    /** An approval request is over, answered here or not. */
+    approvalSettled: ApprovalSettledEvent;
     runComplete: CompleteMessage;
     error: BridgeErrorEvent;
     /** Every server message, after the specific event. */
@@ -200,6 +276,11 @@ export declare class AgentBridge {
     private readonly interrupted;
     private readonly results;
     private readonly acknowledged;
+    private readonly approvals;
+    /** Approval ids already over, so a stray replay of their request is not shown again. */
+    private readonly closedApprovals;
+    private requests;
+    private confirmations;
     private outgoing;
     /** Runs seen to start, so a snapshot's user turns confirm only messages not yet confirmed. */
     private readonly knownRuns;
@@ -259,6 +340,15 @@ export declare class AgentBridge {
      * server shows it never got it.
      */
     send(text: string): void;
+    /**
+     * Cancel one tool call (the person clicked "cancel" on its card): the call ends `cancelled`, its
+     * handler's signal aborts with reason `by_user`, and the run goes on. Works on a call waiting
+     * for approval too. Resolves once the server has taken it; rejects with a `BridgeError`
+     * `unknown_call` when no such call is waiting or running.
+     */
+    cancelCall(id: string): Promise<void>;
+    /** The approval requests still waiting for an answer, in the order they were asked. */
+    get pendingApprovals(): ApprovalRequest[];
     /** Stop the current run; false when there is no connection to send it on. */
     stop(): boolean;
     private transmit;
@@ -288,11 +378,22 @@ export declare class AgentBridge {
     private armWatchdog;
     private clearWatchdog;
     private onDeadLink;
-    private cancelCall;
+    private abortCall;
     /** The server has the call's outcome: the kept result, if any, is no longer needed. */
     private settled;
     /** Keep a result until acknowledged, and send it now when the connection is ready. */
     private keep;
+    private onApprovalRequest;
+    private respond;
+    /** End an open approval request (once); its signal aborts unless this page had answered it. */
+    private closeApproval;
+    private ask;
+    private dispatch;
+    private onConfirmed;
+    private onRefused;
+    /** After a resume: send again what the old connection may have lost, if it is still open. */
+    private resumeRequests;
+    private failRequests;
     private mayRunAgain;
     private answer;
     private progress;

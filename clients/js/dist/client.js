@@ -16,6 +16,30 @@ export class ToolCallError extends Error {
         this.code = code;
     }
 }
+/** The abort reason a handler's signal carries when its call is cancelled. */
+export class ToolCancelled extends Error {
+    /** The server's reason (`by_user`, `stopped`, `timed_out`, ...) or the client's own. */
+    reason;
+    constructor(reason) {
+        super(`tool call cancelled: ${reason}`);
+        // Code that checks for an abort by name (fetch, DOM APIs, `signal.throwIfAborted()`) still works.
+        this.name = "AbortError";
+        this.reason = reason;
+    }
+}
+/** The server refused something this client asked for (an approval answer, a cancel). */
+export class BridgeError extends Error {
+    /** The server's error code (`unknown_approval`, `invalid_arguments`, `unknown_call`) or `client_*`. */
+    code;
+    /** The call the refusal is about. */
+    id;
+    constructor(code, message, id) {
+        super(message);
+        this.name = "BridgeError";
+        this.code = code;
+        this.id = id;
+    }
+}
 const OPEN = 1;
 const DEFAULT_RECONNECT = {
     initialDelayMs: 250,
@@ -54,6 +78,11 @@ export class AgentBridge {
     interrupted = new Map();
     results = new Map();
     acknowledged = new Set();
+    approvals = new Map();
+    /** Approval ids already over, so a stray replay of their request is not shown again. */
+    closedApprovals = new Set();
+    requests = [];
+    confirmations = 0;
     outgoing = [];
     /** Runs seen to start, so a snapshot's user turns confirm only messages not yet confirmed. */
     knownRuns = new Set();
@@ -179,6 +208,10 @@ export class AgentBridge {
             names.add(tool.name);
             if (typeof tool.handler !== "function")
                 throw new TypeError(`tool ${tool.name} has no handler`);
+            // The server refuses the pair as contradictory; saying so here points at the line to fix.
+            if (tool.readOnly && tool.destructive) {
+                throw new TypeError(`tool ${tool.name} cannot be both readOnly and destructive`);
+            }
             added.push(tool);
         }
         for (const tool of added)
@@ -270,7 +303,9 @@ export class AgentBridge {
         if (this.greeted)
             this.transmit({ type: "bye" });
         for (const id of [...this.calls.keys()])
-            this.cancelCall(id, "bye");
+            this.abortCall(id, "bye");
+        for (const id of [...this.approvals.keys()])
+            this.closeApproval(id, "closed");
         this.interrupted.clear();
         this.results.clear();
         this.outgoing = [];
@@ -291,6 +326,21 @@ export class AgentBridge {
         this.outgoing.push({ content: text, sentOn: null });
         if (this.currentStatus === "open")
             this.flush();
+    }
+    /**
+     * Cancel one tool call (the person clicked "cancel" on its card): the call ends `cancelled`, its
+     * handler's signal aborts with reason `by_user`, and the run goes on. Works on a call waiting
+     * for approval too. Resolves once the server has taken it; rejects with a `BridgeError`
+     * `unknown_call` when no such call is waiting or running.
+     */
+    cancelCall(id) {
+        return new Promise((resolve, reject) => {
+            this.ask({ kind: "cancel", id, message: { type: "cancel_call", id }, sentOn: null, nonce: null, resolve, reject });
+        });
+    }
+    /** The approval requests still waiting for an answer, in the order they were asked. */
+    get pendingApprovals() {
+        return [...this.approvals.values()].map((approval) => approval.handle);
     }
     /** Stop the current run; false when there is no connection to send it on. */
     stop() {
@@ -392,6 +442,12 @@ export class AgentBridge {
                 break;
             case "snapshot":
                 this.lastSeq = message.last_seq;
+                if (message.pending_approvals) {
+                    const open = new Set(message.pending_approvals);
+                    for (const id of [...this.approvals.keys()])
+                        if (!open.has(id))
+                            this.closeApproval(id, "closed");
+                }
                 this.run = message.run?.run_id ?? null;
                 for (const turn of message.turns ?? []) {
                     if (turn.role === "user" && turn.run_id && !this.knownRuns.has(turn.run_id)) {
@@ -418,20 +474,31 @@ export class AgentBridge {
                 this.emit("token", message);
                 break;
             case "tool_request":
+                // Only an approved call is dispatched: whoever answered, the question is over.
+                this.closeApproval(message.id, "approved");
                 void this.answer(message);
                 break;
+            case "approval_request":
+                this.onApprovalRequest(message);
+                break;
             case "tool_cancel":
-                this.cancelCall(message.id, message.reason);
+                this.abortCall(message.id, message.reason);
                 this.settled(message.id);
                 this.emit("toolCancel", message);
                 break;
             case "tool_result":
                 this.settled(message.id);
+                this.closeApproval(message.id, approvalOutcome(message.status));
                 this.emit("toolResult", message);
                 break;
             case "complete":
                 if (this.run === message.run_id)
                     this.run = null;
+                // Every call of a run has its result before `complete`; this only tidies after a gap.
+                for (const [id, approval] of [...this.approvals]) {
+                    if (approval.message.run_id === message.run_id)
+                        this.closeApproval(id, "closed");
+                }
                 this.emit("runComplete", message);
                 if (this.run === null && this.syncNonce === null && this.uncertain().length > 0)
                     this.reconcile();
@@ -442,6 +509,8 @@ export class AgentBridge {
             case "pong":
                 if (this.syncNonce !== null && message.nonce === this.syncNonce)
                     this.onSync();
+                else
+                    this.onConfirmed(message.nonce ?? null);
                 break;
             default:
                 // A newer server may add messages; they still reach `message` listeners.
@@ -451,6 +520,7 @@ export class AgentBridge {
         this.emit("message", message);
     }
     onError(message) {
+        this.onRefused(message);
         if (message.code === "queue_full") {
             // The server refused the latest message: it will never start a run to confirm it.
             for (let index = this.outgoing.length - 1; index >= 0; index -= 1) {
@@ -535,11 +605,19 @@ export class AgentBridge {
         for (const [id] of [...this.calls]) {
             // Timed out or cancelled while the link was down; its answer would be dropped.
             if (!pending.has(id))
-                this.cancelCall(id, "ended while disconnected");
+                this.abortCall(id, "ended while disconnected");
         }
+        const asked = new Set(resumed.pending_approvals ?? []);
+        for (const id of [...this.approvals.keys()]) {
+            // Expired, cancelled or answered while the link was down.
+            if (!asked.has(id))
+                this.closeApproval(id, "closed");
+        }
+        this.resumeRequests(asked, pending);
         this.emit("resumed", {
             from_seq: resumed.from_seq,
             pending_calls: [...pending],
+            pending_approvals: [...asked],
             gap: resumed.gap ?? false,
             reload,
             resent,
@@ -549,7 +627,10 @@ export class AgentBridge {
     /** The session this client knew is gone (or was never resumable): nothing of it is owed. */
     dropSessionState(reason) {
         for (const id of [...this.calls.keys()])
-            this.cancelCall(id, reason);
+            this.abortCall(id, reason);
+        for (const id of [...this.approvals.keys()])
+            this.closeApproval(id, "closed");
+        this.failRequests("client_session_reset", `the session's calls are over: ${reason}`);
         this.interrupted.clear();
         this.results.clear();
         this.acknowledged.clear();
@@ -591,14 +672,14 @@ export class AgentBridge {
         if (this.resumeToken === null) {
             // The server ends a session it cannot resume with its connection: these calls are over.
             for (const id of [...this.calls.keys()])
-                this.cancelCall(id, "disconnected");
+                this.abortCall(id, "disconnected");
             this.endRun();
         }
         else if (final) {
             // The server holds the session and its calls for a while, so a later connect() or a new page
             // may resume it; handlers stopped halfway are remembered as such, never silently re-run.
             for (const [id, call] of [...this.calls]) {
-                this.cancelCall(id, "disconnected");
+                this.abortCall(id, "disconnected");
                 this.interrupted.set(id, { name: call.request.name, started: call.started });
             }
             this.endRun();
@@ -606,6 +687,8 @@ export class AgentBridge {
         // Otherwise the run and the calls go on at the server; handlers finish and their results wait.
         this.save();
         if (final) {
+            // Nobody will carry them to the server; a later connect() shows what is still open.
+            this.failRequests("client_closed", "the connection was closed before the server took it");
             if (this.timer !== null)
                 clearTimeout(this.timer);
             this.timer = null;
@@ -658,12 +741,12 @@ export class AgentBridge {
         }
         this.onClosed(socket, 1006, `no frame from the server for ${ms} ms`);
     }
-    cancelCall(id, reason) {
+    abortCall(id, reason) {
         const call = this.calls.get(id);
         if (!call)
             return;
         this.calls.delete(id);
-        call.controller.abort(new DOMException(`tool call cancelled: ${reason}`, "AbortError"));
+        call.controller.abort(new ToolCancelled(reason));
     }
     /** The server has the call's outcome: the kept result, if any, is no longer needed. */
     settled(id) {
@@ -682,6 +765,178 @@ export class AgentBridge {
         this.save();
         if (this.greeted && this.transmit(response))
             kept.sentOn = this.socket;
+    }
+    // Approvals and cancels ---------------------------------------------------------------------
+    onApprovalRequest(message) {
+        const id = message.id;
+        // Asked again after a reconnect: this page already shows it, and its object still works.
+        if (this.approvals.has(id) || this.closedApprovals.has(id))
+            return;
+        const controller = new AbortController();
+        const approval = {
+            message,
+            controller,
+            state: "open",
+            answered: false,
+            handle: undefined,
+        };
+        const respond = (response) => this.respond(approval, response);
+        approval.handle = {
+            id,
+            runId: message.run_id,
+            name: message.name,
+            arguments: message.arguments ?? {},
+            reason: message.reason,
+            expiresAt: message.expires_at,
+            redelivered: message.redelivered ?? false,
+            get state() {
+                return approval.state;
+            },
+            signal: controller.signal,
+            approve: (options = {}) => {
+                const response = { type: "approval_response", id, decision: "approve" };
+                if (options.arguments !== undefined)
+                    response.arguments = options.arguments;
+                if (options.remember !== undefined)
+                    response.remember = options.remember;
+                return respond(response);
+            },
+            deny: (reason) => {
+                const response = { type: "approval_response", id, decision: "deny" };
+                if (reason)
+                    response.reason = reason.slice(0, 4096);
+                return respond(response);
+            },
+        };
+        this.approvals.set(id, approval);
+        this.emit("approvalRequest", approval.handle);
+    }
+    respond(approval, response) {
+        const id = approval.message.id;
+        if (approval.state !== "open") {
+            const message = approval.state === "answering" ? `an answer to ${id} is already on its way` : `the approval request ${id} is over (${approval.state})`;
+            return Promise.reject(new BridgeError("unknown_approval", message, id));
+        }
+        approval.state = "answering";
+        return new Promise((resolve, reject) => {
+            this.ask({
+                kind: "approval",
+                id,
+                message: response,
+                sentOn: null,
+                nonce: null,
+                resolve: () => {
+                    if (approval.state === "answering") {
+                        this.closeApproval(id, response.decision === "approve" ? "approved" : "denied");
+                    }
+                    resolve();
+                },
+                reject: (error) => {
+                    // The edit did not match the schema: the question is still open, so answer again.
+                    if (approval.state === "answering") {
+                        if (error.code === "invalid_arguments")
+                            approval.state = "open";
+                        else
+                            this.closeApproval(id, "closed");
+                    }
+                    reject(error);
+                },
+            });
+        });
+    }
+    /** End an open approval request (once); its signal aborts unless this page had answered it. */
+    closeApproval(id, outcome) {
+        const approval = this.approvals.get(id);
+        if (!approval)
+            return;
+        this.approvals.delete(id);
+        this.closedApprovals.add(id);
+        if (this.closedApprovals.size > ACKNOWLEDGED_MEMORY) {
+            this.closedApprovals.delete(this.closedApprovals.values().next().value);
+        }
+        approval.state = outcome;
+        if (!approval.answered)
+            approval.controller.abort(new Error(`the approval request is over: ${outcome}`));
+        this.emit("approvalSettled", { id, outcome });
+    }
+    ask(request) {
+        if (this.closedByUser) {
+            request.reject(new BridgeError("client_closed", "the client is closed; call connect() first", request.id));
+            return;
+        }
+        this.requests.push(request);
+        // Otherwise it goes out once the connection is back, if the call is still open then.
+        if (this.greeted)
+            this.dispatch(request);
+    }
+    dispatch(request) {
+        if (!this.transmit(request.message))
+            return;
+        request.sentOn = this.socket;
+        if (request.kind === "approval") {
+            const approval = this.approvals.get(request.id);
+            if (approval)
+                approval.answered = true;
+        }
+        this.confirmations += 1;
+        request.nonce = `confirm-${this.confirmations}`;
+        this.transmit({ type: "ping", nonce: request.nonce });
+    }
+    onConfirmed(nonce) {
+        if (nonce === null)
+            return;
+        const index = this.requests.findIndex((request) => request.nonce === nonce);
+        if (index < 0)
+            return;
+        const [request] = this.requests.splice(index, 1);
+        request.resolve();
+    }
+    onRefused(error) {
+        const codes = {
+            approval: ["unknown_approval", "invalid_arguments", "invalid_message"],
+            cancel: ["unknown_call", "invalid_message"],
+        };
+        // The server names the call in most refusals; where it does not, the oldest request of the
+        // kind in flight on this socket is the one refused, since refusals come back in order.
+        const index = this.requests.findIndex((request) => request.nonce !== null &&
+            request.sentOn === this.socket &&
+            codes[request.kind].includes(error.code) &&
+            (error.id === request.id || ((error.id ?? null) === null && error.code !== "invalid_arguments")));
+        if (index < 0)
+            return;
+        const [request] = this.requests.splice(index, 1);
+        request.reject(new BridgeError(error.code, error.message, request.id));
+    }
+    /** After a resume: send again what the old connection may have lost, if it is still open. */
+    resumeRequests(asked, pending) {
+        for (const request of [...this.requests]) {
+            if (request.sentOn === this.socket)
+                continue;
+            const open = request.kind === "approval" ? asked.has(request.id) : pending.has(request.id) || asked.has(request.id);
+            if (open) {
+                this.dispatch(request);
+                continue;
+            }
+            this.requests.splice(this.requests.indexOf(request), 1);
+            if (request.sentOn !== null) {
+                // Written to a connection that died, and the call is no longer open: the server took it,
+                // or the call ended on its own; the toolResult event tells which.
+                request.resolve();
+            }
+            else if (request.kind === "approval") {
+                request.reject(new BridgeError("unknown_approval", "the approval request ended while the connection was down", request.id));
+            }
+            else {
+                // Ended already: what the cancel asked for has happened.
+                request.resolve();
+            }
+        }
+    }
+    failRequests(code, message) {
+        const requests = this.requests;
+        this.requests = [];
+        for (const request of requests)
+            request.reject(new BridgeError(code, message, request.id));
     }
     mayRunAgain(name) {
         const tool = this.tools.get(name);
@@ -841,6 +1096,19 @@ export class AgentBridge {
         }
     }
 }
+function approvalOutcome(status) {
+    switch (status) {
+        case "denied":
+            return "denied";
+        case "approval_expired":
+            return "expired";
+        case "cancelled":
+            return "cancelled";
+        default:
+            // Any other result means the call was let through and ran.
+            return "approved";
+    }
+}
 function outcomeUnknownResponse(id) {
     return {
         type: "tool_response",
@@ -890,6 +1158,8 @@ export function toWire(tool) {
         wire.destructive = true;
     if (tool.idempotent)
         wire.idempotent = true;
+    if (tool.untrustedContent)
+        wire.untrusted_content = true;
     return wire;
 }
 function defaultStorage() {

@@ -1,6 +1,8 @@
 // The browser side of the bridge: one WebSocket per session, tools answered in the page.
 
 import type {
+  ApprovalRequestMessage,
+  ApprovalResponseMessage,
   ClientMessage,
   CompleteMessage,
   ErrorMessage,
@@ -38,6 +40,7 @@ export interface WireToolDefinition {
   read_only?: boolean;
   destructive?: boolean;
   idempotent?: boolean;
+  untrusted_content?: boolean;
 }
 
 export interface ToolContext {
@@ -52,7 +55,10 @@ export interface ToolContext {
    * only read-only and idempotent tools are ever run again.
    */
   readonly rerun: boolean;
-  /** Aborts when the server cancels the call (`tool_cancel`), or the client closes for good. */
+  /**
+   * Aborts when the server cancels the call (`tool_cancel`), or the client closes for good. The
+   * reason is a `ToolCancelled` whose `reason` is the server's (`by_user` after `cancelCall`).
+   */
   readonly signal: AbortSignal;
   /** Tell the server the call is alive; pushes its deadline out, up to the server's cap. */
   reportProgress(progress?: number | null, message?: string | null): void;
@@ -74,9 +80,15 @@ export interface ToolRegistration<A = Record<string, unknown>, R = unknown> {
   interactive?: boolean;
   /** The tool changes nothing: safe to run again after a reload cut an earlier run short. */
   readOnly?: boolean;
+  /** The tool changes something that matters: by default the server asks a person first. */
   destructive?: boolean;
   /** Running it twice with the same arguments has the effect of running it once. */
   idempotent?: boolean;
+  /**
+   * The result holds text the user did not write (a web page, the clipboard, a file): the server
+   * fences it as data, and later destructive calls in the same run need a person's approval.
+   */
+  untrustedContent?: boolean;
   handler: ToolHandler<A, R>;
 }
 
@@ -96,6 +108,80 @@ export class ToolCallError extends Error {
     this.name = "ToolCallError";
     this.code = code;
   }
+}
+
+/** The abort reason a handler's signal carries when its call is cancelled. */
+export class ToolCancelled extends Error {
+  /** The server's reason (`by_user`, `stopped`, `timed_out`, ...) or the client's own. */
+  readonly reason: string;
+  constructor(reason: string) {
+    super(`tool call cancelled: ${reason}`);
+    // Code that checks for an abort by name (fetch, DOM APIs, `signal.throwIfAborted()`) still works.
+    this.name = "AbortError";
+    this.reason = reason;
+  }
+}
+
+/** The server refused something this client asked for (an approval answer, a cancel). */
+export class BridgeError extends Error {
+  /** The server's error code (`unknown_approval`, `invalid_arguments`, `unknown_call`) or `client_*`. */
+  readonly code: string;
+  /** The call the refusal is about. */
+  readonly id: string | undefined;
+  constructor(code: string, message: string, id?: string) {
+    super(message);
+    this.name = "BridgeError";
+    this.code = code;
+    this.id = id;
+  }
+}
+
+export interface ApproveOptions {
+  /** Run the call with these arguments instead; the server checks them against the tool's schema. */
+  arguments?: Record<string, unknown>;
+  /** `"session"`: further calls of this tool in this session run without asking. */
+  remember?: "session";
+}
+
+/**
+ * Where an approval request stands: `open` (waiting for this page), `answering` (an answer is on
+ * its way), or over: `approved`, `denied`, `expired`, `cancelled`, `closed` (ended some other way:
+ * the session was replaced, the server no longer had the question).
+ */
+export type ApprovalState = "open" | "answering" | "approved" | "denied" | "expired" | "cancelled" | "closed";
+
+export type ApprovalOutcome = "approved" | "denied" | "expired" | "cancelled" | "closed";
+
+/** A person must decide before a tool call runs: the `approvalRequest` event's object. */
+export interface ApprovalRequest {
+  /** The call's own id: the same in `toolRequest`, `toolResult` and `cancelCall`. */
+  readonly id: string;
+  readonly runId: string;
+  readonly name: string;
+  readonly arguments: Record<string, unknown>;
+  /** Why the server asks, in words for the person (e.g. "untrusted content in this run"). */
+  readonly reason: string;
+  /** Wall-clock time (ms since the epoch) after which the call ends `approval_expired`. */
+  readonly expiresAt: number;
+  /** Asked again after a reconnect or a page reload (this page had not seen it). */
+  readonly redelivered: boolean;
+  readonly state: ApprovalState;
+  /** Aborts when the question ends without this page's answer (expired, run stopped, ...). */
+  readonly signal: AbortSignal;
+  /**
+   * Let the call run, with edited arguments if given. Resolves once the server has taken the
+   * answer; rejects with a `BridgeError`: `invalid_arguments` (the edit does not match the tool's
+   * schema; the question stays open and can be answered again) or `unknown_approval` (the
+   * question is over: expired, cancelled, or answered already).
+   */
+  approve(options?: ApproveOptions): Promise<void>;
+  /** Refuse the call; the model gets `denied` and the reason. Settles like `approve`. */
+  deny(reason?: string): Promise<void>;
+}
+
+export interface ApprovalSettledEvent {
+  id: string;
+  outcome: ApprovalOutcome;
 }
 
 export type ConnectionStatus = "idle" | "connecting" | "open" | "reconnecting" | "closed";
@@ -129,6 +215,8 @@ export interface BridgeErrorEvent {
 export interface ResumedEvent {
   from_seq: number;
   pending_calls: string[];
+  /** Approval requests still open; each is (or was already) surfaced once as `approvalRequest`. */
+  pending_approvals: string[];
   /** The server could not replay everything missed; a `snapshot` event follows. */
   gap: boolean;
   /** The session was picked up from storage: this page (or client) is not the one that began it. */
@@ -165,6 +253,13 @@ export interface AgentBridgeEvents {
   toolProgress: ToolProgressEvent;
   toolCancel: ToolCancelMessage;
   toolResult: ToolResultMessage;
+  /**
+   * A person must approve a call before it runs. Emitted once per call id in a page, including
+   * for requests still open after a reconnect or a page reload.
+   */
+  approvalRequest: ApprovalRequest;
+  /** An approval request is over, answered here or not. */
+  approvalSettled: ApprovalSettledEvent;
   runComplete: CompleteMessage;
   error: BridgeErrorEvent;
   /** Every server message, after the specific event. */
@@ -276,6 +371,30 @@ interface Outgoing {
   sentOn: WebSocketLike | null;
 }
 
+interface OpenApproval {
+  message: ApprovalRequestMessage;
+  handle: ApprovalRequest;
+  controller: AbortController;
+  state: ApprovalState;
+  /** An answer was written to a socket: the question's end is then this page's doing. */
+  answered: boolean;
+}
+
+/**
+ * Something the client asked of the server (an approval answer, a cancel) whose fate it reports
+ * to the caller. The server handles a connection's frames in order and answers a refusal at once,
+ * so the `pong` to a `ping` sent right behind it means it was taken.
+ */
+interface Request {
+  kind: "approval" | "cancel";
+  id: string;
+  message: ClientMessage;
+  sentOn: WebSocketLike | null;
+  nonce: string | null;
+  resolve: () => void;
+  reject: (error: BridgeError) => void;
+}
+
 interface SavedSession {
   v: 1;
   sessionId: string;
@@ -304,6 +423,11 @@ export class AgentBridge {
   private readonly interrupted = new Map<string, Interrupted>();
   private readonly results = new Map<string, Kept>();
   private readonly acknowledged = new Set<string>();
+  private readonly approvals = new Map<string, OpenApproval>();
+  /** Approval ids already over, so a stray replay of their request is not shown again. */
+  private readonly closedApprovals = new Set<string>();
+  private requests: Request[] = [];
+  private confirmations = 0;
   private outgoing: Outgoing[] = [];
   /** Runs seen to start, so a snapshot's user turns confirm only messages not yet confirmed. */
   private readonly knownRuns = new Set<string>();
@@ -442,6 +566,10 @@ export class AgentBridge {
       }
       names.add(tool.name);
       if (typeof tool.handler !== "function") throw new TypeError(`tool ${tool.name} has no handler`);
+      // The server refuses the pair as contradictory; saying so here points at the line to fix.
+      if (tool.readOnly && tool.destructive) {
+        throw new TypeError(`tool ${tool.name} cannot be both readOnly and destructive`);
+      }
       added.push(tool);
     }
     for (const tool of added) this.tools.set(tool.name, tool);
@@ -530,7 +658,8 @@ export class AgentBridge {
   /** Leave for good: the server ends the session at once, and nothing is kept for a resume. */
   bye(): void {
     if (this.greeted) this.transmit({ type: "bye" });
-    for (const id of [...this.calls.keys()]) this.cancelCall(id, "bye");
+    for (const id of [...this.calls.keys()]) this.abortCall(id, "bye");
+    for (const id of [...this.approvals.keys()]) this.closeApproval(id, "closed");
     this.interrupted.clear();
     this.results.clear();
     this.outgoing = [];
@@ -551,6 +680,23 @@ export class AgentBridge {
   send(text: string): void {
     this.outgoing.push({ content: text, sentOn: null });
     if (this.currentStatus === "open") this.flush();
+  }
+
+  /**
+   * Cancel one tool call (the person clicked "cancel" on its card): the call ends `cancelled`, its
+   * handler's signal aborts with reason `by_user`, and the run goes on. Works on a call waiting
+   * for approval too. Resolves once the server has taken it; rejects with a `BridgeError`
+   * `unknown_call` when no such call is waiting or running.
+   */
+  cancelCall(id: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.ask({ kind: "cancel", id, message: { type: "cancel_call", id }, sentOn: null, nonce: null, resolve, reject });
+    });
+  }
+
+  /** The approval requests still waiting for an answer, in the order they were asked. */
+  get pendingApprovals(): ApprovalRequest[] {
+    return [...this.approvals.values()].map((approval) => approval.handle);
   }
 
   /** Stop the current run; false when there is no connection to send it on. */
@@ -652,6 +798,10 @@ export class AgentBridge {
         break;
       case "snapshot":
         this.lastSeq = message.last_seq;
+        if (message.pending_approvals) {
+          const open = new Set(message.pending_approvals);
+          for (const id of [...this.approvals.keys()]) if (!open.has(id)) this.closeApproval(id, "closed");
+        }
         this.run = message.run?.run_id ?? null;
         for (const turn of message.turns ?? []) {
           if (turn.role === "user" && turn.run_id && !this.knownRuns.has(turn.run_id)) {
@@ -677,19 +827,29 @@ export class AgentBridge {
         this.emit("token", message);
         break;
       case "tool_request":
+        // Only an approved call is dispatched: whoever answered, the question is over.
+        this.closeApproval(message.id, "approved");
         void this.answer(message);
         break;
+      case "approval_request":
+        this.onApprovalRequest(message);
+        break;
       case "tool_cancel":
-        this.cancelCall(message.id, message.reason);
+        this.abortCall(message.id, message.reason);
         this.settled(message.id);
         this.emit("toolCancel", message);
         break;
       case "tool_result":
         this.settled(message.id);
+        this.closeApproval(message.id, approvalOutcome(message.status));
         this.emit("toolResult", message);
         break;
       case "complete":
         if (this.run === message.run_id) this.run = null;
+        // Every call of a run has its result before `complete`; this only tidies after a gap.
+        for (const [id, approval] of [...this.approvals]) {
+          if (approval.message.run_id === message.run_id) this.closeApproval(id, "closed");
+        }
         this.emit("runComplete", message);
         if (this.run === null && this.syncNonce === null && this.uncertain().length > 0) this.reconcile();
         break;
@@ -698,6 +858,7 @@ export class AgentBridge {
         break;
       case "pong":
         if (this.syncNonce !== null && message.nonce === this.syncNonce) this.onSync();
+        else this.onConfirmed(message.nonce ?? null);
         break;
       default:
         // A newer server may add messages; they still reach `message` listeners.
@@ -708,6 +869,7 @@ export class AgentBridge {
   }
 
   private onError(message: ErrorMessage): void {
+    this.onRefused(message);
     if (message.code === "queue_full") {
       // The server refused the latest message: it will never start a run to confirm it.
       for (let index = this.outgoing.length - 1; index >= 0; index -= 1) {
@@ -787,11 +949,18 @@ export class AgentBridge {
     }
     for (const [id] of [...this.calls]) {
       // Timed out or cancelled while the link was down; its answer would be dropped.
-      if (!pending.has(id)) this.cancelCall(id, "ended while disconnected");
+      if (!pending.has(id)) this.abortCall(id, "ended while disconnected");
     }
+    const asked = new Set(resumed.pending_approvals ?? []);
+    for (const id of [...this.approvals.keys()]) {
+      // Expired, cancelled or answered while the link was down.
+      if (!asked.has(id)) this.closeApproval(id, "closed");
+    }
+    this.resumeRequests(asked, pending);
     this.emit("resumed", {
       from_seq: resumed.from_seq,
       pending_calls: [...pending],
+      pending_approvals: [...asked],
       gap: resumed.gap ?? false,
       reload,
       resent,
@@ -801,7 +970,9 @@ export class AgentBridge {
 
   /** The session this client knew is gone (or was never resumable): nothing of it is owed. */
   private dropSessionState(reason: string): void {
-    for (const id of [...this.calls.keys()]) this.cancelCall(id, reason);
+    for (const id of [...this.calls.keys()]) this.abortCall(id, reason);
+    for (const id of [...this.approvals.keys()]) this.closeApproval(id, "closed");
+    this.failRequests("client_session_reset", `the session's calls are over: ${reason}`);
     this.interrupted.clear();
     this.results.clear();
     this.acknowledged.clear();
@@ -840,13 +1011,13 @@ export class AgentBridge {
     const final = this.closedByUser || this.reconnectOptions === false || FINAL_CLOSE_CODES.has(code);
     if (this.resumeToken === null) {
       // The server ends a session it cannot resume with its connection: these calls are over.
-      for (const id of [...this.calls.keys()]) this.cancelCall(id, "disconnected");
+      for (const id of [...this.calls.keys()]) this.abortCall(id, "disconnected");
       this.endRun();
     } else if (final) {
       // The server holds the session and its calls for a while, so a later connect() or a new page
       // may resume it; handlers stopped halfway are remembered as such, never silently re-run.
       for (const [id, call] of [...this.calls]) {
-        this.cancelCall(id, "disconnected");
+        this.abortCall(id, "disconnected");
         this.interrupted.set(id, { name: call.request.name, started: call.started });
       }
       this.endRun();
@@ -854,6 +1025,8 @@ export class AgentBridge {
     // Otherwise the run and the calls go on at the server; handlers finish and their results wait.
     this.save();
     if (final) {
+      // Nobody will carry them to the server; a later connect() shows what is still open.
+      this.failRequests("client_closed", "the connection was closed before the server took it");
       if (this.timer !== null) clearTimeout(this.timer);
       this.timer = null;
       this.setStatus({ status: "closed", attempt: this.attempt, code, reason });
@@ -906,11 +1079,11 @@ export class AgentBridge {
     this.onClosed(socket, 1006, `no frame from the server for ${ms} ms`);
   }
 
-  private cancelCall(id: string, reason: string): void {
+  private abortCall(id: string, reason: string): void {
     const call = this.calls.get(id);
     if (!call) return;
     this.calls.delete(id);
-    call.controller.abort(new DOMException(`tool call cancelled: ${reason}`, "AbortError"));
+    call.controller.abort(new ToolCancelled(reason));
   }
 
   /** The server has the call's outcome: the kept result, if any, is no longer needed. */
@@ -930,6 +1103,174 @@ export class AgentBridge {
     // Stored before it is sent: a reload right after the send must still be able to resend it.
     this.save();
     if (this.greeted && this.transmit(response)) kept.sentOn = this.socket;
+  }
+
+  // Approvals and cancels ---------------------------------------------------------------------
+
+  private onApprovalRequest(message: ApprovalRequestMessage): void {
+    const id = message.id;
+    // Asked again after a reconnect: this page already shows it, and its object still works.
+    if (this.approvals.has(id) || this.closedApprovals.has(id)) return;
+    const controller = new AbortController();
+    const approval: OpenApproval = {
+      message,
+      controller,
+      state: "open",
+      answered: false,
+      handle: undefined as unknown as ApprovalRequest,
+    };
+    const respond = (response: ApprovalResponseMessage): Promise<void> => this.respond(approval, response);
+    approval.handle = {
+      id,
+      runId: message.run_id,
+      name: message.name,
+      arguments: message.arguments ?? {},
+      reason: message.reason,
+      expiresAt: message.expires_at,
+      redelivered: message.redelivered ?? false,
+      get state() {
+        return approval.state;
+      },
+      signal: controller.signal,
+      approve: (options = {}) => {
+        const response: ApprovalResponseMessage = { type: "approval_response", id, decision: "approve" };
+        if (options.arguments !== undefined) response.arguments = options.arguments;
+        if (options.remember !== undefined) response.remember = options.remember;
+        return respond(response);
+      },
+      deny: (reason) => {
+        const response: ApprovalResponseMessage = { type: "approval_response", id, decision: "deny" };
+        if (reason) response.reason = reason.slice(0, 4096);
+        return respond(response);
+      },
+    };
+    this.approvals.set(id, approval);
+    this.emit("approvalRequest", approval.handle);
+  }
+
+  private respond(approval: OpenApproval, response: ApprovalResponseMessage): Promise<void> {
+    const id = approval.message.id;
+    if (approval.state !== "open") {
+      const message =
+        approval.state === "answering" ? `an answer to ${id} is already on its way` : `the approval request ${id} is over (${approval.state})`;
+      return Promise.reject(new BridgeError("unknown_approval", message, id));
+    }
+    approval.state = "answering";
+    return new Promise<void>((resolve, reject) => {
+      this.ask({
+        kind: "approval",
+        id,
+        message: response,
+        sentOn: null,
+        nonce: null,
+        resolve: () => {
+          if (approval.state === "answering") {
+            this.closeApproval(id, response.decision === "approve" ? "approved" : "denied");
+          }
+          resolve();
+        },
+        reject: (error) => {
+          // The edit did not match the schema: the question is still open, so answer again.
+          if (approval.state === "answering") {
+            if (error.code === "invalid_arguments") approval.state = "open";
+            else this.closeApproval(id, "closed");
+          }
+          reject(error);
+        },
+      });
+    });
+  }
+
+  /** End an open approval request (once); its signal aborts unless this page had answered it. */
+  private closeApproval(id: string, outcome: ApprovalOutcome): void {
+    const approval = this.approvals.get(id);
+    if (!approval) return;
+    this.approvals.delete(id);
+    this.closedApprovals.add(id);
+    if (this.closedApprovals.size > ACKNOWLEDGED_MEMORY) {
+      this.closedApprovals.delete(this.closedApprovals.values().next().value as string);
+    }
+    approval.state = outcome;
+    if (!approval.answered) approval.controller.abort(new Error(`the approval request is over: ${outcome}`));
+    this.emit("approvalSettled", { id, outcome });
+  }
+
+  private ask(request: Request): void {
+    if (this.closedByUser) {
+      request.reject(new BridgeError("client_closed", "the client is closed; call connect() first", request.id));
+      return;
+    }
+    this.requests.push(request);
+    // Otherwise it goes out once the connection is back, if the call is still open then.
+    if (this.greeted) this.dispatch(request);
+  }
+
+  private dispatch(request: Request): void {
+    if (!this.transmit(request.message)) return;
+    request.sentOn = this.socket;
+    if (request.kind === "approval") {
+      const approval = this.approvals.get(request.id);
+      if (approval) approval.answered = true;
+    }
+    this.confirmations += 1;
+    request.nonce = `confirm-${this.confirmations}`;
+    this.transmit({ type: "ping", nonce: request.nonce });
+  }
+
+  private onConfirmed(nonce: string | null): void {
+    if (nonce === null) return;
+    const index = this.requests.findIndex((request) => request.nonce === nonce);
+    if (index < 0) return;
+    const [request] = this.requests.splice(index, 1);
+    request!.resolve();
+  }
+
+  private onRefused(error: ErrorMessage): void {
+    const codes: Record<Request["kind"], string[]> = {
+      approval: ["unknown_approval", "invalid_arguments", "invalid_message"],
+      cancel: ["unknown_call", "invalid_message"],
+    };
+    // The server names the call in most refusals; where it does not, the oldest request of the
+    // kind in flight on this socket is the one refused, since refusals come back in order.
+    const index = this.requests.findIndex(
+      (request) =>
+        request.nonce !== null &&
+        request.sentOn === this.socket &&
+        codes[request.kind].includes(error.code) &&
+        (error.id === request.id || ((error.id ?? null) === null && error.code !== "invalid_arguments")),
+    );
+    if (index < 0) return;
+    const [request] = this.requests.splice(index, 1);
+    request!.reject(new BridgeError(error.code, error.message, request!.id));
+  }
+
+  /** After a resume: send again what the old connection may have lost, if it is still open. */
+  private resumeRequests(asked: Set<string>, pending: Set<string>): void {
+    for (const request of [...this.requests]) {
+      if (request.sentOn === this.socket) continue;
+      const open = request.kind === "approval" ? asked.has(request.id) : pending.has(request.id) || asked.has(request.id);
+      if (open) {
+        this.dispatch(request);
+        continue;
+      }
+      this.requests.splice(this.requests.indexOf(request), 1);
+      if (request.sentOn !== null) {
+        // Written to a connection that died, and the call is no longer open: the server took it,
+        // or the call ended on its own; the toolResult event tells which.
+        request.resolve();
+      } else if (request.kind === "approval") {
+        request.reject(new BridgeError("unknown_approval", "the approval request ended while the connection was down", request.id));
+      } else {
+        // Ended already: what the cancel asked for has happened.
+        request.resolve();
+      }
+    }
+  }
+
+  private failRequests(code: string, message: string): void {
+    const requests = this.requests;
+    this.requests = [];
+    for (const request of requests) request.reject(new BridgeError(code, message, request.id));
   }
 
   private mayRunAgain(name: string): boolean {
@@ -1086,6 +1427,20 @@ export class AgentBridge {
   }
 }
 
+function approvalOutcome(status: ToolResultMessage["status"]): ApprovalOutcome {
+  switch (status) {
+    case "denied":
+      return "denied";
+    case "approval_expired":
+      return "expired";
+    case "cancelled":
+      return "cancelled";
+    default:
+      // Any other result means the call was let through and ran.
+      return "approved";
+  }
+}
+
 function outcomeUnknownResponse(id: string): ToolResponseMessage {
   return {
     type: "tool_response",
@@ -1131,6 +1486,7 @@ export function toWire(tool: ToolRegistration<any, any>): WireToolDefinition {
   if (tool.readOnly) wire.read_only = true;
   if (tool.destructive) wire.destructive = true;
   if (tool.idempotent) wire.idempotent = true;
+  if (tool.untrustedContent) wire.untrusted_content = true;
   return wire;
 }
 
