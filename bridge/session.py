@@ -67,6 +67,12 @@ class Run:
     # The loop guard: tool calls made in this run, and each tool's consecutive failures.
     tool_calls: int = 0
     failures: dict[str, int] = field(default_factory=dict)
+    # Results of the current step's calls as they arrive (by the model's call id), and the
+    # server calls started in it: what a worker taking the run over needs to go on from here.
+    results: dict[str, ToolResult] = field(default_factory=dict)
+    started: set[str] = field(default_factory=set)
+    # Set while the run is handed to another worker: it stops without ending.
+    moving: bool = False
 
     def spend_call(self, budget: int) -> bool:
         """Count one tool call; False once the run's budget is used up."""
@@ -265,6 +271,8 @@ class Session:
                 "tainted": run.tainted,
                 "tool_calls": run.tool_calls,
                 "failures": dict(run.failures),
+                "results": dump_turns(run.results.values()),
+                "started": sorted(run.started),
             },
             "queue": list(self.queue),
             "runs": [self._run_prefix, self._runs],
@@ -302,6 +310,8 @@ class Session:
                 run["tainted"],
                 run["tool_calls"],
                 dict(run["failures"]),
+                {r.call_id: r for r in load_turns(run["results"]) if isinstance(r, ToolResult)},
+                set(run["started"]),
             )
         session.queue = deque(record["queue"])
         session._run_prefix, session._runs = record["runs"]

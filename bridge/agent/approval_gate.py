@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -48,7 +49,12 @@ class GateOutcome:
 
 class ApprovalGate:
     def __init__(
-        self, session: Session, outbox: Outbox, policy: ApprovalPolicy, timeout_s: float
+        self,
+        session: Session,
+        outbox: Outbox,
+        policy: ApprovalPolicy,
+        timeout_s: float,
+        before_request: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._session = session
         self._table: ApprovalTable = session.approvals
@@ -57,6 +63,9 @@ class ApprovalGate:
         self._timeout_s = timeout_s
         self._futures: dict[str, asyncio.Future[GateOutcome]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._before_request = before_request
+        # Set while the session is handed to another worker: open questions go with it.
+        self.moving = False
 
     async def decide(
         self, run: Run, call_id: str, spec: ToolSpec, arguments: dict[str, Any]
@@ -71,6 +80,10 @@ class ApprovalGate:
         if spec.name in self._table.approved_tools and not run.tainted:
             return GateOutcome(Passage.APPROVED, arguments)
         return await self._ask_person(run, call_id, spec, arguments, decision.reason)
+
+    async def rejoin(self, call_id: str) -> GateOutcome:
+        """Wait for the answer to a question asked before this worker took the session over."""
+        return await self._wait(call_id, post=False)
 
     async def _ask_policy(self, spec: ToolSpec, arguments: dict[str, Any]) -> Decision:
         # An app's policy is the app's code: if it raises or answers something that is not a
@@ -89,10 +102,7 @@ class ApprovalGate:
     async def _ask_person(
         self, run: Run, call_id: str, spec: ToolSpec, arguments: dict[str, Any], reason: str
     ) -> GateOutcome:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[GateOutcome] = loop.create_future()
-        self._futures[call_id] = future
-        pending = self._table.open(
+        self._table.open(
             call_id,
             run_id=run.id,
             name=spec.name,
@@ -100,12 +110,23 @@ class ApprovalGate:
             reason=reason or "this tool needs your approval",
             timeout_s=self._timeout_s,
         )
+        return await self._wait(call_id, post=True)
+
+    async def _wait(self, call_id: str, *, post: bool) -> GateOutcome:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[GateOutcome] = loop.create_future()
+        self._futures[call_id] = future
         self._arm(call_id)
         try:
-            pending.request_seq = self._outbox.post(self._request(pending.id))
+            pending = self._table.get(call_id)
+            if post and pending is not None:
+                if self._before_request is not None:
+                    await self._before_request()
+                pending.request_seq = self._outbox.post(self._request(pending.id))
             return await future
         except asyncio.CancelledError:
-            self._table.close(call_id)
+            if not self.moving:
+                self._table.close(call_id)
             raise
         finally:
             self._futures.pop(call_id, None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bridge.agent.outbox import Outbox
@@ -37,11 +38,19 @@ class Outcome:
 
 
 class ClientCalls:
-    def __init__(self, table: CallTable, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        table: CallTable,
+        outbox: Outbox,
+        before_request: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._table = table
         self._outbox = outbox
+        self._before_request = before_request
         self._futures: dict[str, asyncio.Future[Outcome]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        # Set while the session is handed to another worker: its calls go with it, unended.
+        self.moving = False
 
     async def call(
         self,
@@ -53,9 +62,6 @@ class ClientCalls:
         timeout_ms: int,
         interactive: bool,
     ) -> Outcome:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Outcome] = loop.create_future()
-        self._futures[call_id] = future
         pending = self._table.open(
             call_id,
             name=name,
@@ -64,21 +70,35 @@ class ClientCalls:
             interactive=interactive,
             arguments=arguments,
         )
+        request = ToolRequestMessage(
+            id=call_id,
+            run_id=run_id,
+            name=name,
+            arguments=arguments,
+            timeout_ms=timeout_ms,
+            interactive=interactive,
+        )
+        return await self._wait(call_id, request)
+
+    async def rejoin(self, call_id: str) -> Outcome:
+        """Wait for a call that was already pending when this worker took the session over."""
+        return await self._wait(call_id, None)
+
+    async def _wait(self, call_id: str, request: ToolRequestMessage | None) -> Outcome:
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._futures[call_id] = future
         self._arm(call_id)
         try:
-            pending.request_seq = self._outbox.post(
-                ToolRequestMessage(
-                    id=call_id,
-                    run_id=run_id,
-                    name=name,
-                    arguments=arguments,
-                    timeout_ms=timeout_ms,
-                    interactive=interactive,
-                )
-            )
+            if request is not None:
+                if self._before_request is not None:
+                    # The call is stored as pending before the client can hear of it.
+                    await self._before_request()
+                pending = self._table.get(call_id)
+                if pending is not None:
+                    pending.request_seq = self._outbox.post(request)
             return await future
         except asyncio.CancelledError:
-            if self._table.cancel(call_id) is not None:
+            if not self.moving and self._table.cancel(call_id) is not None:
                 self._outbox.post(ToolCancelMessage(id=call_id, reason="cancelled"))
             raise
         finally:

@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import logging
 import random
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import overload
 
@@ -48,6 +48,7 @@ class _Step:
     results: dict[str, ToolResult] = field(default_factory=dict)
     assistant_recorded: bool = False
     results_recorded: bool = False
+    taken_over: bool = False
 
 
 class AgentLoop:
@@ -59,39 +60,53 @@ class AgentLoop:
         client_calls: ClientCalls,
         gate: ApprovalGate,
         server_tools: ServerTools | None = None,
+        checkpoint: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._session = session
         self._model = model
         self._outbox = outbox
         self._client_calls = client_calls
         self._gate = gate
-        self.calls = CallRunner(session, client_calls, server_tools or ServerTools(), gate)
+        self._checkpoint = checkpoint or _nothing_to_store
+        self.calls = CallRunner(
+            session, client_calls, server_tools or ServerTools(), gate, self._checkpoint
+        )
 
     def begin(self, run: Run, text: str) -> None:
         """Record the user's message and announce the run, before any await can be cancelled."""
         self._session.conversation.add(UserTurn(text, run.id))
         self._outbox.post(RunStartedMessage(run_id=run.id, content=text))
 
-    async def run(self, run: Run) -> tuple[CompleteReason, Usage]:
-        """Run steps until the model answers without tool calls; `begin` must come first."""
+    async def run(self, run: Run, *, taken_over: bool = False) -> tuple[CompleteReason, Usage]:
+        """Run steps until the model answers without tool calls; `begin` must come first.
+
+        `taken_over`: the run comes from a stored record (another worker ran it until now). A
+        step whose calls were out goes on waiting for them; a step that was being streamed is
+        made again, after a `step_retry` that voids what the client had of it.
+        """
         run_id = run.id
         usage = Usage()
-        step = _Step(text=run.partial)
+        restored = self._restored_step(run) if taken_over else None
+        step = restored or _Step(text=run.partial)
         reason: CompleteReason = "done"
         try:
             while True:
-                run.partial = []
-                step = _Step(text=run.partial)
-                run.steps += 1
-                usage = await self._stream_step(run_id, step, usage)
-                self._record_assistant(run_id, step)
-                run.partial = []
-                if not step.calls:
-                    break
-                if run.steps >= self._session.limits.max_steps:
-                    reason = "max_steps"
-                    self._settle(run_id, step, "the run reached its step limit")
-                    break
+                if restored is None:
+                    run.partial = []
+                    run.results = {}
+                    run.started = set()
+                    step = _Step(text=run.partial)
+                    run.steps += 1
+                    usage = await self._stream_step(run_id, step, usage)
+                    self._record_assistant(run_id, step)
+                    run.partial = []
+                    if not step.calls:
+                        break
+                    if run.steps >= self._session.limits.max_steps:
+                        reason = "max_steps"
+                        self._settle(run_id, step, "the run reached its step limit")
+                        break
+                restored = None
                 await self._run_calls(run, step)
                 self._record_results(step)
                 if run.tool_calls > self._session.limits.max_tool_calls_per_run:
@@ -100,6 +115,9 @@ class AgentLoop:
                     reason = "tool_budget"
                     break
         except asyncio.CancelledError:
+            if run.moving:
+                # Handed to another worker: nothing ends, the record carries the run on.
+                raise
             self._client_calls.cancel_run(run_id, run.stop_reason)
             self._gate.cancel_run(run_id, run.stop_reason)
             self._settle(run_id, step, f"the run ended: {run.stop_reason}")
@@ -188,8 +206,13 @@ class AgentLoop:
 
     async def _run_calls(self, run: Run, step: _Step) -> None:
         async def one(call: ToolCall) -> None:
-            result = await self.calls.execute(run, call)
+            if call.id in step.results:
+                return  # ended before the run changed hands
+            result = await self.calls.execute(run, call, taken_over=step.taken_over)
             step.results[call.id] = result
+            run.results[call.id] = result
+            # Stored before the client hears of it: an acknowledged result is never lost.
+            await self._checkpoint()
             self._announce(run.id, call.wire_id, result)
 
         if len(step.calls) == 1:
@@ -210,6 +233,25 @@ class AgentLoop:
                 error=None if result.status is TerminalStatus.OK else result.content,
             )
         )
+
+    def _restored_step(self, run: Run) -> _Step | None:
+        """The step a run taken over was in: its calls, if they were out; else None, and the
+        step being streamed (if any) is voided for the client and made again."""
+        turns = self._session.conversation.turns
+        last = turns[-1] if turns else None
+        if isinstance(last, AssistantTurn) and last.run_id == run.id and last.tool_calls:
+            return _Step(
+                text=[last.content],
+                calls=list(last.tool_calls),
+                results=dict(run.results),
+                assistant_recorded=True,
+                taken_over=True,
+            )
+        run.steps = sum(1 for t in turns if isinstance(t, AssistantTurn) and t.run_id == run.id)
+        self._outbox.post(
+            StepRetryMessage(run_id=run.id, step=run.steps + 1, attempt=1, reason="owner_changed")
+        )
+        return None
 
     def _record_assistant(self, run_id: str, step: _Step) -> None:
         if not step.assistant_recorded:
@@ -276,3 +318,7 @@ async def _close(stream: AsyncIterator[ModelEvent]) -> None:
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+async def _nothing_to_store() -> None:
+    return None

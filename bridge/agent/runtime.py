@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bridge.agent.approval_gate import ApprovalGate
@@ -57,22 +57,70 @@ class SessionRuntime:
         queue_size: int,
         server_tools: ServerTools | None = None,
         approval: ApprovalPolicy | None = None,
+        store: Callable[[Session], Awaitable[None]] | None = None,
     ) -> None:
         self.session = session
         self.outbox = Outbox(session.outbound, queue_size=queue_size)
         self._limits = limits
-        self.client_calls = ClientCalls(session.calls, self.outbox)
+        # Where the session's record goes when other workers may carry it on (None: nowhere).
+        self._store = store
+        self._storing = asyncio.Lock()
+        self.stored_seq = session.last_seq
+        checkpoint = self.checkpoint if store is not None else None
+        self.client_calls = ClientCalls(session.calls, self.outbox, checkpoint)
         self.approvals = ApprovalGate(
             session,
             self.outbox,
             approval or mode_policy("destructive"),
             session.limits.approval_timeout_ms / 1000,
+            checkpoint,
         )
         self._agent = AgentLoop(
-            session, model, self.outbox, self.client_calls, self.approvals, server_tools
+            session,
+            model,
+            self.outbox,
+            self.client_calls,
+            self.approvals,
+            server_tools,
+            checkpoint,
         )
         self._task: asyncio.Task[tuple[CompleteReason, Usage]] | None = None
         self._task_run: Run | None = None
+
+    # Other workers -----------------------------------------------------------------------------
+
+    async def checkpoint(self) -> None:
+        """Store the session's record as it is now (one write at a time, in order)."""
+        if self._store is None:
+            return
+        async with self._storing:
+            seq = self.session.last_seq
+            await self._store(self.session)
+            self.stored_seq = max(self.stored_seq, seq)
+
+    async def stored_through(self, seq: int) -> None:
+        """Return once the record holds everything up to `seq`: a frame is only sent to the
+        client after the state that made it is stored, so no worker taking over can lose it."""
+        if self._store is not None and self.stored_seq < seq:
+            await self.checkpoint()
+
+    def take_over(self) -> None:
+        """Go on with the run of a record that another worker was running."""
+        run = self.session.run
+        if run is not None and self._task is None:
+            self._launch(run, taken_over=True)
+
+    async def hand_over(self) -> None:
+        """Stop without ending anything, so another worker carries the run on from the record."""
+        run = self._task_run
+        task = self._task
+        if run is not None:
+            run.moving = True
+        self.client_calls.moving = True
+        self.approvals.moving = True
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=5.0)
 
     # Connections -------------------------------------------------------------------------------
 
@@ -165,8 +213,12 @@ class SessionRuntime:
 
     def _start(self, run: Run, text: str) -> None:
         self._agent.begin(run, text)
+        self._launch(run)
+
+    def _launch(self, run: Run, *, taken_over: bool = False) -> None:
         self._task_run = run
-        self._task = asyncio.create_task(self._agent.run(run), name=f"run {run.id}")
+        work = self._agent.run(run, taken_over=taken_over)
+        self._task = asyncio.create_task(work, name=f"run {run.id}")
         self._task.add_done_callback(self._on_run_done)
 
     def _on_run_done(self, task: asyncio.Task[tuple[CompleteReason, Usage]]) -> None:
@@ -174,6 +226,8 @@ class SessionRuntime:
         if task is not self._task or self._task_run is None:
             return
         run = self._task_run
+        if run.moving:
+            return  # another worker ends it
         usage: Usage | None = None
         if task.cancelled():
             reason: CompleteReason = run.stop_reason

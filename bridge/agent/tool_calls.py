@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bridge.agent.approval_gate import ApprovalGate, Passage
+from bridge.agent.approval_gate import ApprovalGate, GateOutcome, Passage
 from bridge.agent.client_calls import ClientCalls, Outcome
 from bridge.agent.server_tools import ServerTools
 from bridge.calls import TerminalStatus
@@ -36,15 +37,21 @@ class CallRunner:
         client_calls: ClientCalls,
         server_tools: ServerTools,
         gate: ApprovalGate,
+        checkpoint: Callable[[], Awaitable[None]],
     ) -> None:
         self._session = session
         self._client_calls = client_calls
         self._server_tools = server_tools
         self._gate = gate
+        self._checkpoint = checkpoint
         # A person may cancel a server tool's call too; its task waits on this as well.
         self._server_cancels: dict[str, asyncio.Event] = {}
 
-    async def execute(self, run: Run, call: ToolCall) -> ToolResult:
+    async def execute(self, run: Run, call: ToolCall, *, taken_over: bool = False) -> ToolResult:
+        if taken_over:
+            resumed = await self._rejoin(run, call)
+            if resumed is not None:
+                return resumed
         spec = self._session.find_tool(call.name)
         if spec is None:
             names = ", ".join(t.name for t in self._session.tools()) or "none"
@@ -69,22 +76,37 @@ class CallRunner:
             )
             return make_result(call, TerminalStatus.ERROR, detail=detail)
         gate = await self._gate.decide(run, call.wire_id, spec, arguments)
-        if gate.passage is Passage.DENIED:
-            return make_result(call, TerminalStatus.DENIED, detail=gate.reason)
-        if gate.passage is Passage.EXPIRED:
-            return make_result(call, TerminalStatus.APPROVAL_EXPIRED, detail=gate.reason)
-        if gate.passage is Passage.CANCELLED:
-            return make_result(call, TerminalStatus.CANCELLED, detail=gate.reason)
-        result = await self._dispatch(run, call, spec, gate.arguments)
-        run.record_outcome(spec.name, failed=result.status in _FAILED)
-        if result.status is TerminalStatus.OK and spec.untrusted_content:
-            run.tainted = True
-        return result
+        if gate.passage is not Passage.APPROVED:
+            return _refused(call, gate)
+        return await self._dispatch(run, call, spec, gate.arguments)
+
+    async def _rejoin(self, run: Run, call: ToolCall) -> ToolResult | None:
+        """Pick up a call of a run taken over where it was; None when it never got that far."""
+        spec = self._session.find_tool(call.name)
+        if spec is None:
+            return None
+        if self._session.calls.get(call.wire_id) is not None:
+            outcome = await self._client_calls.rejoin(call.wire_id)
+            return self._finish(run, call, spec, outcome)
+        pending = self._session.approvals.get(call.wire_id)
+        if pending is not None:
+            gate = await self._gate.rejoin(call.wire_id)
+            if gate.passage is not Passage.APPROVED:
+                return _refused(call, gate)
+            return await self._dispatch(run, call, spec, gate.arguments)
+        if call.wire_id in run.started and spec.source == "server":
+            # It was running in the worker that stopped: run it again only where that is safe.
+            if not (spec.idempotent or spec.read_only):
+                detail = "the server that was running it stopped before it answered"
+                return make_result(call, TerminalStatus.OUTCOME_UNKNOWN, detail=detail)
+        return None
 
     async def _dispatch(
         self, run: Run, call: ToolCall, spec: ToolSpec, arguments: dict[str, Any]
     ) -> ToolResult:
         if spec.source == "server":
+            run.started.add(call.wire_id)
+            await self._checkpoint()
             outcome = await self._run_server_tool(call.wire_id, spec, arguments)
         else:
             outcome = await self._client_calls.call(
@@ -95,6 +117,17 @@ class CallRunner:
                 timeout_ms=spec.effective_timeout_ms(self._session.limits.tools),
                 interactive=spec.interactive,
             )
+        return self._finish(run, call, spec, outcome)
+
+    def _finish(self, run: Run, call: ToolCall, spec: ToolSpec, outcome: Outcome) -> ToolResult:
+        """The result of a call that ran, counted by the loop guard and the taint rule."""
+        result = self._result(call, spec, outcome)
+        run.record_outcome(spec.name, failed=result.status in _FAILED)
+        if result.status is TerminalStatus.OK and spec.untrusted_content:
+            run.tainted = True
+        return result
+
+    def _result(self, call: ToolCall, spec: ToolSpec, outcome: Outcome) -> ToolResult:
         if outcome.status is TerminalStatus.OK:
             mismatch = spec.validate_result(outcome.result)
             if mismatch is not None:
@@ -142,6 +175,17 @@ class CallRunner:
             event.set()
             return True
         return False
+
+
+_REFUSED = {
+    Passage.DENIED: TerminalStatus.DENIED,
+    Passage.EXPIRED: TerminalStatus.APPROVAL_EXPIRED,
+    Passage.CANCELLED: TerminalStatus.CANCELLED,
+}
+
+
+def _refused(call: ToolCall, gate: GateOutcome) -> ToolResult:
+    return make_result(call, _REFUSED[gate.passage], detail=gate.reason)
 
 
 def decode_arguments(raw: str) -> tuple[dict[str, Any], str | None]:

@@ -1,0 +1,115 @@
+"""A run carried on by another runtime from the session's record: what a worker does when it
+takes a session over, after the one that ran it handed it over or died."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bridge.agent.runtime import SessionRuntime
+from bridge.limits import ConnectionLimits, SessionLimits, wire_limits
+from bridge.session import Session
+from bridge.testing import Hang, MemoryClient, ScriptedModel, call
+from tests.agent.support import assert_each_call_settled_once, of_type, tool
+
+BOUND_S = 5
+
+
+class Records:
+    """Stands in for a shared store: the last record each runtime stored."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, Any] | None = None
+        self.puts = 0
+
+    async def put(self, session: Session) -> None:
+        self.latest = session.dump()
+        self.puts += 1
+
+
+def runtime(
+    model: ScriptedModel, records: Records, record: dict[str, Any] | None = None
+) -> SessionRuntime:
+    limits = SessionLimits()
+    session = (
+        Session("moving", clock=lambda: 1_000.0, limits=limits)
+        if record is None
+        else Session.load(record, clock=lambda: 1_000.0, limits=limits)
+    )
+    return SessionRuntime(
+        session,
+        model,
+        limits=wire_limits(limits, ConnectionLimits()),
+        queue_size=256,
+        store=records.put,
+    )
+
+
+async def test_a_pending_call_is_answered_on_the_runtime_that_took_the_session_over() -> None:
+    model = ScriptedModel([["Let me look. ", call("lookup", {"q": "x"})], ["Found it."]])
+    records = Records()
+    first = runtime(model, records)
+    ran: list[str] = []
+    client = MemoryClient(first)
+    client.hello([tool("lookup")])
+    await client.say("go")
+    request = await client.wait_for("tool_request")
+    await first.hand_over()
+    await first.checkpoint()  # as the worker handing over does
+    assert records.latest is not None and records.latest["calls"]["pending"]
+    # The first runtime sent no cancel and no complete: the run is not over.
+    assert of_type(client.frames, "tool_cancel") == [] and of_type(client.frames, "complete") == []
+
+    second = runtime(model, records, records.latest)
+    second.take_over()
+    client2 = MemoryClient(second, handlers={"lookup": lambda a: ran.append(a["q"]) or "x found"})
+    ready, snapshot = client2.resume(client.last_seq)
+    assert ready["resumed"]["pending_calls"] == [request["id"]] and snapshot is None
+    redelivered = await client2.wait_for("tool_request")
+    assert redelivered["id"] == request["id"] and redelivered["redelivered"] is True
+    complete = await client2.wait_for("complete")
+    assert complete["reason"] == "done" and ran == ["x"]
+    text = "".join(f["content"] for f in of_type(client2.frames, "token"))
+    assert text == "Found it."
+    assert_each_call_settled_once(second, client2)
+    # The second step saw the first one's call with exactly one result.
+    assert [t.call_id for t in model.requests[-1] if hasattr(t, "call_id")] == ["scripted_1"]
+
+
+async def test_a_step_being_streamed_is_made_again_after_a_step_retry() -> None:
+    release = asyncio.Event()
+    model = ScriptedModel([["Half an ", Hang(release)], ["A whole answer."]])
+    records = Records()
+    first = runtime(model, records)
+    client = MemoryClient(first)
+    client.hello()
+    await client.say("go")
+    await client.wait_for("token")
+    await first.checkpoint()
+    await first.hand_over()
+    assert model.cancelled == 1
+
+    second = runtime(model, records, records.latest)
+    second.take_over()
+    client2 = MemoryClient(second)
+    client2.resume(client.last_seq)
+    retry = await client2.wait_for("step_retry")
+    complete = await client2.wait_for("complete")
+    assert retry["reason"] == "owner_changed" and retry["step"] == 1
+    tokens = [f for f in client2.frames if f["type"] == "token" and f["seq"] > retry["seq"]]
+    assert "".join(f["content"] for f in tokens) == "A whole answer."
+    assert complete["reason"] == "done" and complete["steps"] == 1
+    assert len(model.requests) == 2 and len(model.requests[1]) == 1  # the user's message alone
+
+
+async def test_a_call_is_stored_as_pending_before_its_request_is_sent() -> None:
+    model = ScriptedModel([[call("lookup", {"q": "x"})], ["ok"]])
+    records = Records()
+    first = runtime(model, records)
+    client = MemoryClient(first)
+    client.hello([tool("lookup")])
+    await client.say("go")
+    request = await client.wait_for("tool_request")
+    assert records.latest is not None
+    stored = [c["id"] for c in records.latest["calls"]["pending"]]
+    assert stored == [request["id"]]
