@@ -343,10 +343,17 @@ function addCancel(card) {
   card.querySelector(".head").append(button);
 }
 
+// The limits that end a run, in words; other reasons read well as they are ("run stopped").
+const runEndWords = {
+  tool_budget: "run ended: it used up its tool calls",
+  max_steps: "run ended: step limit reached",
+};
+
 bridge.on("runComplete", (event) => {
   const bubble = turnFor(event.run_id);
   const steps = event.steps === 1 ? "1 step" : `${event.steps} steps`;
-  bubble.append(el("div", { class: "run-end", "data-reason": event.reason }, `run ${event.reason} · ${steps}`));
+  const ended = runEndWords[event.reason] ?? `run ${event.reason}`;
+  bubble.append(el("div", { class: "run-end", "data-reason": event.reason }, `${ended} · ${steps}`));
   bubble.dataset.reason = event.reason;
   if (bridge.runId === null) stopButton.disabled = true;
   turn = text = null;

@@ -46,7 +46,7 @@ it("package.json points bundlers and TypeScript at files that exist", () => {
 });
 
 const CONSUMER_TS = `
-import { AgentBridge, registerBrowserTools, ToolDenied, type ServerMessage, type ToolContext } from "@agent-bridge/client";
+import { AgentBridge, BridgeError, registerBrowserTools, ToolDenied, type ApprovalRequest, type ServerMessage, type ToolContext } from "@agent-bridge/client";
 
 const bridge = new AgentBridge("ws://127.0.0.1:9", { sessionId: "s", autoConnect: false });
 bridge.registerTool<{ city: string }, { temp: number }>({
@@ -62,10 +62,20 @@ bridge.on("token", (event) => {
   void text;
 });
 bridge.on("runComplete", (event) => {
-  const reason: "done" | "stopped" | "max_steps" | "error" | "disconnected" = event.reason;
+  const reason: "done" | "stopped" | "max_steps" | "tool_budget" | "error" | "disconnected" = event.reason;
   void reason;
 });
+bridge.on("approvalRequest", (approval: ApprovalRequest) => {
+  const edited: Record<string, unknown> = { ...approval.arguments };
+  approval.approve({ arguments: edited, remember: "session" }).catch((error: unknown) => {
+    if (error instanceof BridgeError && error.code === "invalid_arguments") void approval.deny("bad edit");
+  });
+});
+void bridge.cancelCall("call_1");
+bridge.registerTool({ name: "fetch_page", readOnly: true, untrustedContent: true, handler: () => null });
 registerBrowserTools(bridge, { only: ["read_page", "confirm"] });
+// @ts-expect-error: remember is "session" or nothing
+void bridge.pendingApprovals[0]?.approve({ remember: "forever" });
 // @ts-expect-error: events are typed, not strings
 bridge.on("no_such_event", () => undefined);
 // @ts-expect-error: the catalog's names are typed too
