@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -120,17 +120,10 @@ class RedisStore:
         self._release = client.register_script(_RELEASE)
 
     @classmethod
-    async def connect(
-        cls,
-        url: str,
-        cluster: str,
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        timeout_s: float = 2.0,
+    def from_url(
+        cls, url: str, cluster: str, *, prefix: str = DEFAULT_PREFIX, timeout_s: float = 2.0
     ) -> RedisStore:
-        """A store on the Redis at `url`, checked with a PING: raises `RedisUnavailable` (at
-        once when refused, within 2 x `timeout_s` when nothing answers) if it cannot be used,
-        so a server refuses to start instead of failing its first client."""
+        """A store on the Redis at `url`, not yet checked (a server checks it at start)."""
         where = redact_url(url)
         try:
             client = aioredis.Redis.from_url(
@@ -145,7 +138,22 @@ class RedisStore:
             )
         except ValueError as exc:
             raise ValueError(f"invalid Redis URL {where}: {_scrub(str(exc), url)}") from None
-        store = cls(client, cluster, prefix=prefix, where=where)
+        return cls(client, cluster, prefix=prefix, where=where)
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        cluster: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        timeout_s: float = 2.0,
+    ) -> RedisStore:
+        """A store on the Redis at `url`, checked with a PING: raises `RedisUnavailable` (at
+        once when refused, within 2 x `timeout_s` when nothing answers) if it cannot be used,
+        so a server refuses to start instead of failing its first client."""
+        store = cls.from_url(url, cluster, prefix=prefix, timeout_s=timeout_s)
+        client, where = store.client, store._where
         try:
             async with asyncio.timeout(timeout_s * 2):
                 await client.ping()
@@ -215,6 +223,32 @@ class RedisStore:
         if raw is None:
             return None
         return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    # Workers ---------------------------------------------------------------------------------
+
+    def worker_channel(self, worker: str) -> str:
+        return f"{self.namespace}worker:{worker}"
+
+    async def tell(self, worker: str, message: str) -> None:
+        """Send a short message to one worker of the cluster (it may be gone: nobody hears)."""
+        with self._errors("tell"):
+            await self.client.publish(self.worker_channel(worker), message)
+
+    async def listen(self, worker: str) -> AsyncIterator[str]:
+        """The messages sent to this worker, until the caller stops iterating."""
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            with self._errors("listen"):
+                await pubsub.subscribe(self.worker_channel(worker))
+            while True:
+                with self._errors("listen"):
+                    message = await pubsub.get_message(timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    data = message["data"]
+                    yield data.decode() if isinstance(data, bytes) else str(data)
+        finally:
+            with suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     @contextmanager
     def _errors(self, operation: str) -> Iterator[None]:

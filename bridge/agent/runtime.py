@@ -98,6 +98,11 @@ class SessionRuntime:
             await self._store(self.session)
             self.stored_seq = max(self.stored_seq, seq)
 
+    @property
+    def stores(self) -> bool:
+        """Whether the record is stored as the session goes (other workers may carry it on)."""
+        return self._store is not None
+
     async def stored_through(self, seq: int) -> None:
         """Return once the record holds everything up to `seq`: a frame is only sent to the
         client after the state that made it is stored, so no worker taking over can lose it."""

@@ -24,6 +24,7 @@ from bridge.errors import CloseCode, ConnectionRefused, ErrorCode
 from bridge.limits import SessionLimits
 from bridge.models.base import Model
 from bridge.protocol import PROTOCOL_VERSION, ErrorMessage, HelloMessage, Limits
+from bridge.server.cluster import Cluster
 from bridge.server.connection import Connection
 from bridge.session import ResumePlan, Session
 from bridge.store import MemoryStore, SessionStore
@@ -47,6 +48,7 @@ class SessionHub:
         model_for: Callable[[str], Model],
         max_sessions: int,
         store: SessionStore | None = None,
+        cluster: Cluster | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._limits = limits
@@ -57,6 +59,9 @@ class SessionHub:
         self._model_for = model_for
         self._max_sessions = max_sessions
         self.store: SessionStore = store if store is not None else MemoryStore()
+        # With a cluster, other workers may carry a session on: runs store their record as
+        # they go, and a session lives in the worker its client's connection is on.
+        self._cluster = cluster
         self._wall_clock = wall_clock
         self._runtimes: dict[str, SessionRuntime] = {}
         self._connections: dict[str, Connection] = {}
@@ -90,28 +95,41 @@ class SessionHub:
                 code=ErrorCode.UNSUPPORTED_PROTOCOL,
             )
         session_id = connection.session_id
-        runtime = self._runtimes.get(session_id)
-        session = runtime.session if runtime is not None else await self._stored(session_id)
+        try:
+            runtime = self._runtimes.get(session_id)
+            session = runtime.session if runtime is not None else await self._stored(session_id)
+            if session is not None:
+                _authorise(session, connection, hello)
+            if runtime is None and self._cluster is not None:
+                await self._claim(session_id)
+                # What the worker that had it stored when it let go.
+                session = await self._stored(session_id)
+        except ConnectionError:
+            raise ConnectionRefused(
+                "the session store cannot be reached; try again later", close_code=CloseCode.BUSY
+            ) from None
         if session is None:
             return self._start(connection, hello)
-        # The session exists: only its owner, with its resume token, may attach to it. The
-        # refusal says the same whatever failed, so it tells a stranger nothing of the session.
-        plan = ResumePlan.DENIED
-        if hello.resume is not None and session.owner in (None, connection.principal.id):
-            plan = session.resume_plan(hello.resume)
-        if plan is ResumePlan.DENIED or hello.resume is None:
-            raise ConnectionRefused(
-                "this session exists; only its owner may attach to it, with its resume token",
-                close_code=CloseCode.FORBIDDEN,
-                code=ErrorCode.RESUME_DENIED,
-            )
+        assert hello.resume is not None  # `_authorise` let only a resume through
+        plan = session.resume_plan(hello.resume)
+        taken_over = runtime is None
         if runtime is None:
             runtime = self._create(session)
         await self._take_over(session_id, connection)
         ready, snapshot = runtime.resume(
             hello.tools, plan, hello.resume.last_seq, connection.notify
         )
+        if taken_over:
+            runtime.take_over()
         return runtime, [ready] if snapshot is None else [ready, snapshot]
+
+    async def _claim(self, session_id: str) -> None:
+        assert self._cluster is not None
+        self._cluster.start(self._hand_over, self._lost)
+        if not await self._cluster.claim(session_id):
+            raise ConnectionRefused(
+                "the session is busy on another worker; try again", close_code=CloseCode.BUSY
+            )
 
     def _start(
         self, connection: Connection, hello: HelloMessage
@@ -149,9 +167,42 @@ class SessionHub:
             queue_size=self._queue_size,
             server_tools=self._server_tools,
             approval=self._approval,
+            store=self._put if self._cluster is not None else None,
         )
         self._runtimes[session.id] = runtime
         return runtime
+
+    async def _put(self, session: Session) -> None:
+        await self.store.put(session.id, session.dump(), self._limits.ttl_s)
+
+    async def _hand_over(self, session_id: str) -> None:
+        """Another worker has this session's client now: stop here without ending anything,
+        store the record and let the lease go."""
+        assert self._cluster is not None
+        timer = self._held.pop(session_id, None)
+        if timer is not None:
+            timer.cancel()
+        runtime = self._runtimes.pop(session_id, None)
+        connection = self._connections.pop(session_id, None)
+        if connection is not None:
+            connection.finish(CloseCode.REPLACED, "the session moved to another worker")
+        if runtime is not None:
+            if connection is not None:
+                runtime.outbox.detach(connection.notify)
+            await runtime.hand_over()
+            await runtime.checkpoint()
+        await self._cluster.release(session_id)
+
+    async def _lost(self, session_id: str) -> None:
+        """The lease went to another worker while this one still ran the session (it could not
+        renew in time): stop at once, storing nothing, as the other worker goes on from the
+        record."""
+        runtime = self._runtimes.pop(session_id, None)
+        connection = self._connections.pop(session_id, None)
+        if connection is not None:
+            connection.finish(CloseCode.REPLACED, "the session moved to another worker")
+        if runtime is not None:
+            await runtime.hand_over()
 
     async def _take_over(self, session_id: str, connection: Connection) -> None:
         timer = self._held.pop(session_id, None)
@@ -177,8 +228,10 @@ class SessionHub:
         runtime.outbox.detach(connection.notify)
         if for_good:
             del self._runtimes[session_id]
-            await self.store.delete(session_id)
             await runtime.end("disconnected")
+            await self.store.delete(session_id)
+            if self._cluster is not None:
+                await self._cluster.release(session_id)
             return
         loop = asyncio.get_running_loop()
         self._held[session_id] = loop.call_later(
@@ -201,12 +254,20 @@ class SessionHub:
         await self.store.put(session_id, runtime.session.dump(), self._limits.ttl_s)
         if session_id not in self._connections and self._runtimes.get(session_id) is runtime:
             del self._runtimes[session_id]
+            if self._cluster is not None:
+                await self._cluster.release(session_id)
 
     async def close(self) -> None:
         """Server shutdown: end every session's run."""
         for timer in self._held.values():
             timer.cancel()
         self._held.clear()
+        if self._cluster is not None:
+            # Another worker carries these sessions on: hand them over rather than end them.
+            for session_id in list(self._runtimes):
+                await self._hand_over(session_id)
+            await self._cluster.stop()
+            return
         runtimes = list(self._runtimes.values())
         self._runtimes.clear()
         await asyncio.gather(*(r.end("disconnected") for r in runtimes), return_exceptions=True)
@@ -215,3 +276,18 @@ class SessionHub:
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("ending a held session failed", exc_info=task.exception())
+
+
+def _authorise(session: Session, connection: Connection, hello: HelloMessage) -> None:
+    """Only the session's owner, with its resume token, attaches to an existing session. The
+    refusal says the same whatever failed, so it tells a stranger nothing of the session."""
+    if (
+        hello.resume is None
+        or session.owner not in (None, connection.principal.id)
+        or session.resume_plan(hello.resume) is ResumePlan.DENIED
+    ):
+        raise ConnectionRefused(
+            "this session exists; only its owner may attach to it, with its resume token",
+            close_code=CloseCode.FORBIDDEN,
+            code=ErrorCode.RESUME_DENIED,
+        )

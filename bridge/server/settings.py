@@ -48,6 +48,14 @@ class BridgeSettings(BaseSettings):
     handshake_timeout_s: float = _CONNECTION.handshake_timeout_s
     close_timeout_s: float = _CONNECTION.close_timeout_s
     session_ttl_s: float = _SESSION.ttl_s
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="Workers given the same Redis and cluster name serve one set of sessions.",
+    )
+    cluster: str = "default"
+    # How long a session stays a worker's after it last renewed its claim (a dead worker's
+    # sessions are taken over after this).
+    owner_lease_s: float = 5.0
     resume_grace_s: float = _SESSION.resume_grace_s
     replay_max_messages: int = _SESSION.replay_max_messages
     replay_max_bytes: int = _SESSION.replay_max_bytes
