@@ -85,6 +85,10 @@ class ConnectionLimits:
     # Per client address (the proxy's, unless uvicorn is told to trust its forwarded headers).
     max_connections_per_address: int = 256
     max_new_sessions_per_minute: int = 60
+    # New WebSockets per address: a burst that can fill the open-connection cap at once (a
+    # whole office reconnecting after a restart), then a steady rate far above one client's.
+    new_connections_per_s: float = 10.0
+    burst_connections: int = 256
     # From TCP accept to a complete HTTP request head; uvicorn alone waits forever.
     handshake_timeout_s: float = 10.0
     # After our close frame: how long a peer that does not read gets before the socket is cut.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -70,10 +71,7 @@ class Bridge:
             store=store,
         )
         limits = self._connection_limits
-        self.addresses = AddressGate(
-            max_connections=limits.max_connections_per_address,
-            new_sessions_per_minute=limits.max_new_sessions_per_minute,
-        )
+        self.addresses = AddressGate.from_limits(limits)
         self.router = APIRouter()
         self.router.add_api_websocket_route("/ws/agent/{session_id}", self._endpoint)
         self.router.add_api_route("/healthz", self._health, methods=["GET"])
@@ -98,8 +96,10 @@ class Bridge:
             return
         address = websocket.client.host if websocket.client is not None else ""
         # Counted before accept, so a refused socket never gets a connection's tasks or queues.
-        if not self.addresses.open(address):
-            await _refuse(websocket, CloseCode.TOO_MANY, "too many connections from this address")
+        admission = self.addresses.open(address)
+        if admission.flood is None:
+            retry = f"; retry in {math.ceil(admission.retry_after_s)} s"
+            await _refuse(websocket, CloseCode.TOO_MANY, admission.refusal + retry)
             return
         try:
             await websocket.accept()
@@ -110,10 +110,11 @@ class Bridge:
                 self._greeter(address),
                 self.hub.leave,
                 principal,
+                flood=admission.flood,
             )
             await connection.run()
         finally:
-            self.addresses.close(address)
+            self.addresses.close(admission)
 
     def _greeter(self, address: str) -> Greeter:
         """The hub's greeting, metered per address when the hello would start a new session."""

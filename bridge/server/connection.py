@@ -16,7 +16,9 @@ session and its queue, so nothing it held waits for the garbage collector.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import math
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -27,7 +29,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from bridge.agent.runtime import SessionRuntime
 from bridge.errors import CloseCode, ConnectionRefused, ErrorCode, ProtocolError
 from bridge.limits import ConnectionLimits
-from bridge.server.auth import ANONYMOUS, Principal
 from bridge.protocol import (
     ByeMessage,
     ErrorMessage,
@@ -40,10 +41,12 @@ from bridge.protocol import (
     parse_client_message,
 )
 from bridge.ratelimit import FloodGuard, Verdict
+from bridge.server.auth import ANONYMOUS, Principal
 
 __all__ = ["Connection", "Greeter"]
 
 log = logging.getLogger(__name__)
+_connection_ids = itertools.count(1)
 
 _FLUSH_TIMEOUT_S = 2.0
 # An error message quotes what it refuses (an unknown `type`, say): quoted this far, no further.
@@ -63,6 +66,8 @@ class Connection:
         greet: Greeter,
         leave: Callable[[Connection, bool], Awaitable[None]],
         principal: Principal = ANONYMOUS,
+        *,
+        flood: FloodGuard | None = None,
     ) -> None:
         self._ws = websocket
         self.session_id = session_id
@@ -74,12 +79,17 @@ class Connection:
         # Frames of this connection alone: answers before hello, then ready and snapshot.
         self._direct: deque[str] = deque()
         self._direct_bytes = 0
-        self._flood = FloodGuard(
+        # The address gate hands over the buckets a reconnecting flooder left in debt; a
+        # connection made without it starts with a full burst.
+        self._flood = flood or FloodGuard(
             frames_per_s=limits.frames_per_s,
             burst_frames=limits.burst_frames,
             bytes_per_s=limits.bytes_per_s,
             burst_bytes=limits.burst_bytes,
         )
+        # The log limiter's key (bridge/server/logs.py): lines are limited per connection, so
+        # one client repeating a bad frame cannot crowd out another session's lines.
+        self._log = {"conn": next(_connection_ids)}
         # One bound method for the connection's life: the outbox recognises its reader by
         # identity when it detaches, and `self.notify` would otherwise be a new object each time.
         self.notify: Callable[[], None] = self._notify
@@ -137,7 +147,9 @@ class Connection:
             async with asyncio.timeout(timeout_s):
                 await self._closed.wait()
         except TimeoutError:
-            log.warning("connection for session %s did not close in time", self.session_id)
+            log.warning(
+                "connection for session %s did not close in time", self.session_id, extra=self._log
+            )
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write())
@@ -169,7 +181,11 @@ class Connection:
                 async with asyncio.timeout(_FLUSH_TIMEOUT_S):
                     await self._drained.wait()
             except TimeoutError:
-                log.info("session %s: closed before everything queued was sent", self.session_id)
+                log.info(
+                    "session %s: closed before everything queued was sent",
+                    self.session_id,
+                    extra=self._log,
+                )
         self._closed.set()
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
@@ -206,7 +222,12 @@ class Connection:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                log_state = self.runtime.outbox.log if self.runtime is not None else None
+                runtime = self.runtime
+                log_state = runtime.outbox.log if runtime is not None else None
+                if runtime is not None and runtime.stores and log_state is not None:
+                    # In a cluster a frame leaves only once the state that made it is stored,
+                    # so a worker taking the session over never reuses a seq the client saw.
+                    await runtime.stored_through(log_state.cursor or 0)
                 if log_state is not None:
                     log_state.reader_busy = True
                 try:
@@ -217,7 +238,9 @@ class Connection:
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.finish(None)
         except Exception:
-            log.exception("session %s: writer failed; closing with 1011", self.session_id)
+            log.exception(
+                "session %s: writer failed; closing with 1011", self.session_id, extra=self._log
+            )
             self.finish(CloseCode.INTERNAL, "internal error")
 
     async def _read(self) -> None:
@@ -231,14 +254,16 @@ class Connection:
                 if self._admit(text if text is not None else event.get("bytes")):
                     await self._on_frame(text)
         except ConnectionRefused as exc:
-            log.info("closing session %s: %s", self.session_id, exc.message)
+            log.info("closing session %s: %s", self.session_id, exc.message, extra=self._log)
             if exc.tell_client:
                 self._post(ErrorMessage(code=exc.code, message=exc.message))
             self.finish(exc.close_code, exc.message)
         except (WebSocketDisconnect, OSError):
             self.finish(None)
         except Exception:
-            log.exception("session %s: unexpected error; closing with 1011", self.session_id)
+            log.exception(
+                "session %s: unexpected error; closing with 1011", self.session_id, extra=self._log
+            )
             self.finish(CloseCode.INTERNAL, "internal error")
 
     def _admit(self, data: str | bytes | None) -> bool:
@@ -254,8 +279,11 @@ class Connection:
             return True
         limits = self._limits
         if verdict is Verdict.CLOSE:
+            # The reason says when the debt is paid: a client that waits that long is let in
+            # again from this address (bridge/ratelimit.py carries the debt across reconnects).
             raise ConnectionRefused(
-                "kept sending past the rate limit", close_code=CloseCode.TOO_MANY
+                f"kept sending past the rate limit; retry in {math.ceil(self._flood.owed_s())} s",
+                close_code=CloseCode.TOO_MANY,
             )
         if verdict is Verdict.REFUSE_AND_TELL:
             self._post(

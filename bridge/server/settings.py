@@ -45,6 +45,8 @@ class BridgeSettings(BaseSettings):
     burst_bytes: int = _CONNECTION.burst_bytes
     max_connections_per_address: int = _CONNECTION.max_connections_per_address
     max_new_sessions_per_minute: int = _CONNECTION.max_new_sessions_per_minute
+    new_connections_per_s: float = _CONNECTION.new_connections_per_s
+    burst_connections: int = _CONNECTION.burst_connections
     handshake_timeout_s: float = _CONNECTION.handshake_timeout_s
     close_timeout_s: float = _CONNECTION.close_timeout_s
     session_ttl_s: float = _SESSION.ttl_s

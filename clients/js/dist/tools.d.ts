@@ -29,3 +29,12 @@ export declare function registerBrowserTools(bridge: AgentBridge, options?: Brow
 export declare function fromWire(definition: WireToolDefinition, handler: ToolHandler<any, any>): ToolRegistration;
 /** The default confirm: a modal `<dialog>` with the question and two buttons. */
 export declare const dialogConfirm: ConfirmRenderer;
+/**
+ * The first `max` characters of `text`, counted in code points, so an emoji or any other character
+ * outside the BMP is kept whole or left out, never halved: half a surrogate pair is not valid
+ * Unicode, and the server would have to replace it.
+ */
+export declare function cutText(text: string, max: number): {
+    text: string;
+    truncated: boolean;
+};

@@ -44,15 +44,12 @@ const implementations: Record<CatalogToolName, Impl> = {
     const root = options.textRoot?.() ?? document.body;
     const full = normaliseText(visibleText(root));
     const max = typeof args.max_chars === "number" ? args.max_chars : 4000;
-    return {
-      title: document.title,
-      url: location.href,
-      text: full.slice(0, max),
-      truncated: full.length > max,
-    };
+    const cut = cutText(full, max);
+    return { title: document.title, url: location.href, text: cut.text, truncated: cut.truncated };
   },
 
-  get_selection: () => ({ text: window.getSelection()?.toString() ?? "" }),
+  // Whole, never cut: a selection is what the person chose to show; `cutText` is for pages.
+  get_selection: () => ({ text: wellFormed(window.getSelection()?.toString() ?? "") }),
 
   query_selector: (args) => {
     const selector = String(args.selector);
@@ -67,7 +64,7 @@ const implementations: Record<CatalogToolName, Impl> = {
       count: found.length,
       matches: found.slice(0, max).map((element) => ({
         tag: element.tagName.toLowerCase(),
-        text: normaliseText(visibleText(element)).slice(0, 2000),
+        text: cutText(normaliseText(visibleText(element)), 2000).text,
       })),
     };
   },
@@ -205,6 +202,7 @@ export function fromWire(definition: WireToolDefinition, handler: ToolHandler<an
   if (definition.read_only) tool.readOnly = true;
   if (definition.destructive) tool.destructive = true;
   if (definition.idempotent) tool.idempotent = true;
+  if (definition.untrusted_content) tool.untrustedContent = true;
   return tool;
 }
 
@@ -239,6 +237,30 @@ export const dialogConfirm: ConfirmRenderer = (request, signal) =>
     document.body.append(dialog);
     dialog.showModal();
   });
+
+/**
+ * The first `max` characters of `text`, counted in code points, so an emoji or any other character
+ * outside the BMP is kept whole or left out, never halved: half a surrogate pair is not valid
+ * Unicode, and the server would have to replace it.
+ */
+export function cutText(text: string, max: number): { text: string; truncated: boolean } {
+  const limit = Math.max(0, Math.floor(max));
+  // Most text is shorter than the limit even in UTF-16 units: nothing to count.
+  if (text.length <= limit) return { text: wellFormed(text), truncated: false };
+  let units = 0;
+  let points = 0;
+  for (const char of text) {
+    if (points === limit) return { text: wellFormed(text.slice(0, units)), truncated: true };
+    units += char.length;
+    points += 1;
+  }
+  return { text: wellFormed(text), truncated: false };
+}
+
+/** `text` with any lone surrogate (already broken in the page) replaced by U+FFFD. */
+function wellFormed(text: string): string {
+  return text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, "\uFFFD");
+}
 
 function visibleText(element: Element): string {
   return (element as HTMLElement).innerText ?? element.textContent ?? "";

@@ -10,6 +10,7 @@ from bridge_client.client import (
     ToolContext,
     ToolDenied,
     backoff_delay,
+    rate_limited_delay,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "ToolContext",
     "ToolDenied",
     "backoff_delay",
+    "rate_limited_delay",
 ]

@@ -7,6 +7,9 @@ was missed. Frames are deduplicated by `seq`, so the app sees each server messag
 result is kept until the server has it, so a result lost with a connection is sent again, and a
 handler never runs twice for one call id. It does not reconnect after `close()`, `bye()`, or a
 close that says retrying is pointless (authentication, policy, size, replaced, normal close).
+After `4429` (too many connections, sessions or frames from this client's address) it waits as
+long as the close reason asks (`retry in N s`), and at least `rate_limited_backoff_s`: coming
+back at once would only be refused again, and would push the server's next admission further.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import inspect
 import json
 import random
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, overload
@@ -36,6 +40,7 @@ __all__ = [
     "ToolContext",
     "ToolDenied",
     "backoff_delay",
+    "rate_limited_delay",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -79,6 +84,28 @@ def backoff_delay(
         return 0.0
     ceiling: float = min(cap_s, base_s * 2.0 ** (attempt - 1))
     return ceiling / 2 + rand() * ceiling / 2
+
+
+# The server's 4429 reasons say when to come back: "...; retry in 12 s", "try again in a minute".
+_RETRY_IN = re.compile(
+    r"(?:retry|try again) in (\d+(?:\.\d+)?) ?s\b|(?:retry|try again) in a minute"
+)
+# A hint is honoured up to this; a reason asking for longer is more likely a mistake than a plan.
+_MAX_RETRY_HINT_S = 600.0
+
+
+def rate_limited_delay(
+    reason: str, *, floor_s: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Seconds to wait after a `4429` close with this reason: the wait the reason asks for (or
+    `floor_s` when it names none, or less), plus up to a quarter more so that clients refused
+    together do not come back together."""
+    match = _RETRY_IN.search(reason)
+    hint = 0.0
+    if match is not None:
+        hint = float(match.group(1)) if match.group(1) is not None else 60.0
+    wait = min(_MAX_RETRY_HINT_S, max(floor_s, hint))
+    return wait + rand() * wait / 4
 
 
 @dataclass
@@ -253,6 +280,7 @@ class BridgeClient:
         max_reconnect_attempts: int | None = None,
         backoff_base_s: float = 0.1,
         backoff_cap_s: float = 5.0,
+        rate_limited_backoff_s: float = 5.0,
         open_timeout_s: float = 10.0,
         close_timeout_s: float = 5.0,
         on_conversation_reset: Callable[[], Any] | None = None,
@@ -266,6 +294,7 @@ class BridgeClient:
         self.max_reconnect_attempts = max_reconnect_attempts
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
+        self.rate_limited_backoff_s = rate_limited_backoff_s
         self._open_timeout_s = open_timeout_s
         self._close_timeout_s = close_timeout_s
         self.on_conversation_reset = on_conversation_reset
@@ -291,6 +320,7 @@ class BridgeClient:
         self._syncs = 0
         self.ready: dict[str, Any] = {}
         self.close_code: int | None = None
+        self.close_reason = ""
         self.reconnects = 0
         self.dead_links = 0
         self.duplicates = 0
@@ -545,6 +575,11 @@ class BridgeClient:
                 return None
             self._failures += 1
             delay = backoff_delay(attempts, base_s=self.backoff_base_s, cap_s=self.backoff_cap_s)
+            if self.close_code == 4429:
+                delay = max(
+                    delay,
+                    rate_limited_delay(self.close_reason, floor_s=self.rate_limited_backoff_s),
+                )
             if delay > 0:
                 await asyncio.sleep(delay)
             if self._closing:
@@ -580,6 +615,7 @@ class BridgeClient:
         except websockets.ConnectionClosed:
             pass
         self.close_code = ws.close_code
+        self.close_reason = ws.close_reason or ""
         return ws.close_code
 
     def _pulse(self) -> None:
