@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bridge.agent.outbox import Outbox
@@ -62,7 +62,7 @@ class ClientCalls:
         timeout_ms: int,
         interactive: bool,
     ) -> Outcome:
-        pending = self._table.open(
+        self._table.open(
             call_id,
             name=name,
             run_id=run_id,

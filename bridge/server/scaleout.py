@@ -10,7 +10,7 @@ from bridge.server.cluster import Cluster
 if TYPE_CHECKING:
     from bridge.server.settings import BridgeSettings
 
-__all__ = ["cluster_from", "check_redis"]
+__all__ = ["check_redis", "cluster_from"]
 
 
 def cluster_from(settings: BridgeSettings) -> Cluster | None:
