@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from bridge.protocol import Limits
 
-__all__ = ["ConnectionLimits", "SessionLimits", "ToolLimits", "wire_limits"]
+__all__ = ["AccessLimits", "ConnectionLimits", "SessionLimits", "ToolLimits", "wire_limits"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +93,18 @@ class ConnectionLimits:
     handshake_timeout_s: float = 10.0
     # After our close frame: how long a peer that does not read gets before the socket is cut.
     close_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLimits:
+    """WebSocket tickets (bridge/server/tickets.py): how long one is good, and how many wait."""
+
+    # Long enough for a page to fetch a ticket and open its socket, short enough that a ticket
+    # seen in a log or a proxy is useless by the time anyone reads it (and it is single use).
+    ticket_ttl_s: float = 30.0
+    max_tickets: int = 10_000
+    # A principal asking for more retires its oldest, so one client cannot fill the book.
+    tickets_per_principal: int = 16
 
 
 def wire_limits(session: SessionLimits, connection: ConnectionLimits) -> Limits:

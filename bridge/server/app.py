@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import math
 import re
+import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, WebSocket
+from fastapi import APIRouter, FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
+from starlette.middleware.cors import CORSMiddleware
 
 from bridge.agent.runtime import SessionRuntime
 from bridge.agent.server_tools import ServerTools
@@ -21,16 +26,21 @@ from bridge.models.base import Model
 from bridge.models.offline import OfflineModel
 from bridge.protocol import HelloMessage
 from bridge.ratelimit import AddressGate
-from bridge.server.auth import AuthHook, TokenAuth, allow_all, as_principal
+from bridge.server.auth import AuthHook, Principal, TokenAuth, allow_all, as_principal
 from bridge.server.connection import Connection, Greeter
+from bridge.server.headers import SecurityHeaders
 from bridge.server.hub import SessionHub
 from bridge.server.logs import install_redaction
+from bridge.server.origins import OriginPolicy
 from bridge.server.settings import BridgeSettings
+from bridge.server.tickets import TicketBook
 from bridge.store import SessionStore
 
 __all__ = ["Bridge", "create_app"]
 
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+log = logging.getLogger(__name__)
 
 ModelSource = Model | Callable[[str], Model]
 
@@ -54,10 +64,22 @@ class Bridge:
         self._model_for: Callable[[str], Model] = (
             (lambda _session_id: source) if isinstance(source, Model) else source
         )
+        # Whether clients prove who they are: a token, or the app's own hook. Without either,
+        # every client is the anonymous principal and counts are shown to this machine only.
+        self.authenticated = authenticate is not None or self.settings.token is not None
         if authenticate is None:
             token = self.settings.token
             authenticate = TokenAuth(token.get_secret_value()) if token else allow_all
         self._authenticate = authenticate
+        self.origins = OriginPolicy.build(
+            self.settings.allowed_origins, bind_host=self.settings.host
+        )
+        access = self.settings.access_limits()
+        self.tickets = TicketBook(
+            ttl_s=access.ticket_ttl_s,
+            max_tickets=access.max_tickets,
+            per_principal=access.tickets_per_principal,
+        )
         session_limits = self.settings.session_limits()
         self._connection_limits = self.settings.connection_limits()
         self.hub = SessionHub(
@@ -73,28 +95,75 @@ class Bridge:
         limits = self._connection_limits
         self.addresses = AddressGate.from_limits(limits)
         self.router = APIRouter()
+        self.router.add_api_websocket_route("/ws/agent", self._new_session_endpoint)
         self.router.add_api_websocket_route("/ws/agent/{session_id}", self._endpoint)
         self.router.add_api_route("/healthz", self._health, methods=["GET"])
+        self.router.add_api_route("/stats", self._stats, methods=["GET"])
+        self.router.add_api_route("/ws-ticket", self._ticket, methods=["POST"])
 
     async def _health(self) -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "sessions": len(self.hub),
-            "connected": self.hub.connected,
-            "held": self.hub.held,
-        }
+        # A liveness probe anyone may call (load balancers do): it tells nothing else.
+        return {"status": "ok"}
+
+    async def _stats(self, request: Request) -> JSONResponse:
+        """Session counts, for a client the auth hook accepts (or this machine, without auth)."""
+        principal = as_principal(await self._authenticate(request))
+        client = request.client.host if request.client is not None else ""
+        allowed = principal is not None if self.authenticated else _is_loopback_ip(client)
+        if not allowed:
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
+        counts = {"sessions": len(self.hub), "connected": self.hub.connected, "held": self.hub.held}
+        return JSONResponse({"status": "ok", **counts}, headers={"cache-control": "no-store"})
+
+    async def _ticket(self, request: Request) -> JSONResponse:
+        """A single-use, short-lived ticket for `?ticket=`, for whoever the hook says asks."""
+        no_store = {"cache-control": "no-store"}
+        # Browsers send Origin with every POST: a page elsewhere cannot even have one issued
+        # with the user's cookies (it could not read it, but it would fill the book).
+        if not self.origins.allows(request.headers.get("origin"), request.headers.get("host")):
+            return JSONResponse({"error": "origin not allowed"}, status_code=403, headers=no_store)
+        principal = as_principal(await self._authenticate(request))
+        if principal is None:
+            return JSONResponse({"error": "unauthorized"}, status_code=401, headers=no_store)
+        ticket = self.tickets.issue(principal)
+        if ticket is None:
+            headers = {**no_store, "retry-after": str(math.ceil(self.tickets.ttl_s))}
+            return JSONResponse({"error": "too many tickets"}, status_code=503, headers=headers)
+        body = {"ticket": ticket, "expires_in": self.tickets.ttl_s}
+        return JSONResponse(body, headers=no_store)
+
+    async def _new_session_endpoint(self, websocket: WebSocket) -> None:
+        # A server-made id: unguessable, so the id alone names the session to nobody else.
+        await self._endpoint(websocket, f"s-{secrets.token_urlsafe(24)}")
+
+    async def _principal(self, websocket: WebSocket) -> Principal | None:
+        """Who the client is: from its ticket when it brings one (only then), else the hook."""
+        ticket = websocket.query_params.get("ticket")
+        if ticket is not None:
+            return self.tickets.redeem(ticket)
+        return as_principal(await self._authenticate(websocket))
 
     async def _endpoint(self, websocket: WebSocket, session_id: str) -> None:
         if not _SESSION_ID.fullmatch(session_id):
             await _refuse(websocket, CloseCode.POLICY, "invalid session id")
             return
-        principal = as_principal(await self._authenticate(websocket))
+        address = websocket.client.host if websocket.client is not None else ""
+        origin = websocket.headers.get("origin")
+        if not self.origins.allows(origin, websocket.headers.get("host")):
+            # Per address in the log limiter: a page cycling through origins is one source.
+            log.warning(
+                "refused a WebSocket from origin %r (not in BRIDGE_ALLOWED_ORIGINS)",
+                (origin or "")[:100],
+                extra={"conn": ("origin", address)},
+            )
+            await _refuse(websocket, CloseCode.FORBIDDEN, "origin not allowed")
+            return
+        principal = await self._principal(websocket)
         if principal is None:
             # Browsers cannot read an HTTP status from a failed handshake, but they do see a
             # close code, so the refusal is decided before accept and told after it.
             await _refuse(websocket, CloseCode.UNAUTHORIZED, "unauthorized")
             return
-        address = websocket.client.host if websocket.client is not None else ""
         # Counted before accept, so a refused socket never gets a connection's tasks or queues.
         admission = self.addresses.open(address)
         if admission.flood is None:
@@ -140,6 +209,13 @@ class Bridge:
         return greet
 
 
+def _is_loopback_ip(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
     await websocket.accept()
     await websocket.close(code, reason)
@@ -162,7 +238,7 @@ def create_app(
     """
     # The server starts here, so this is where log lines learn to hide secrets; constructing a
     # Bridge to mount its router elsewhere changes no global logging.
-    install_redaction()
+    install_redaction(log_frames=(settings or BridgeSettings()).log_frames)
     bridge = Bridge(
         settings,
         model=model,
@@ -174,9 +250,22 @@ def create_app(
     app = FastAPI(title="agent-bridge")
     app.state.bridge = bridge
     app.include_router(bridge.router)
+    # The origins allowed to connect may also load the SDK and ask for a ticket (with cookies
+    # or a bearer header); any other page gets no CORS headers and its browser keeps the
+    # answer from it. WebSocket handshakes pass through untouched: the origin check is theirs.
+    app.add_middleware(
+        CORSMiddleware,
+        **bridge.origins.cors_options(),
+        allow_credentials=True,
+        allow_methods=["GET", "HEAD", "POST"],
+        allow_headers=["authorization", "content-type"],
+        max_age=600,
+    )
     # Mounted before `/`, which would otherwise answer every path.
     for prefix, directory in (static_mounts or {}).items():
-        app.mount(prefix, StaticFiles(directory=directory), name=f"static:{prefix}")
+        static = SecurityHeaders(StaticFiles(directory=directory))
+        app.mount(prefix, static, name=f"static:{prefix}")
     if static_dir is not None:
-        app.mount("/", StaticFiles(directory=static_dir, html=True), name="demo")
+        demo = SecurityHeaders(StaticFiles(directory=static_dir, html=True))
+        app.mount("/", demo, name="demo")
     return app

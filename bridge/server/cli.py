@@ -14,11 +14,12 @@ import uvicorn
 from bridge.models.choose import choose_model, describe_model
 from bridge.protocol import protocol_json_schema
 from bridge.server.app import create_app
+from bridge.server.origins import is_loopback_host
 from bridge.server.settings import BridgeSettings
 from bridge.server.transport import uvicorn_options
 from bridge.server.tuning import tune_gc
 
-__all__ = ["main", "raise_descriptor_limit"]
+__all__ = ["exposure_warning", "main", "raise_descriptor_limit"]
 
 log = logging.getLogger("bridge.server.cli")
 
@@ -42,6 +43,17 @@ def raise_descriptor_limit() -> int | None:
         log.warning("could not raise the descriptor limit from %d to %d: %s", soft, target, exc)
         return soft
     return target
+
+
+def exposure_warning(settings: BridgeSettings) -> str | None:
+    """What to tell the operator of a server other machines can reach without a token."""
+    if settings.token is not None or is_loopback_host(settings.host):
+        return None
+    return (
+        f"binding {settings.host}, which other machines can reach, with no BRIDGE_TOKEN: "
+        "anyone who reaches the port can run the agent on your model account. Set BRIDGE_TOKEN "
+        "(or pass an auth hook to create_app), or bind 127.0.0.1."
+    )
 
 
 def _demo_dir() -> Path | None:
@@ -74,10 +86,14 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings, model=model, static_dir=demo, static_mounts=_demo_mounts(demo))
     base = f"http://{settings.host}:{settings.port}"
     print(f"agent-bridge serving {base}", flush=True)
-    print(f"  WebSocket: ws://{settings.host}:{settings.port}/ws/agent/{{session_id}}", flush=True)
+    # Without an id the server makes an unguessable one (ready.session_id): the recommended way.
+    print(f"  WebSocket: ws://{settings.host}:{settings.port}/ws/agent", flush=True)
     print(f"  model: {describe_model(model)}", flush=True)
     if demo is not None:
         print(f"  demo page: {base}/", flush=True)
+    warning = exposure_warning(settings)
+    if warning is not None:
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     descriptors = raise_descriptor_limit()
     if descriptors is not None:
         # Each connection holds one descriptor: this figure caps the connections served at once.

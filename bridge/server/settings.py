@@ -5,19 +5,21 @@ Defaults come from the limit records in `bridge.limits`, so each is written once
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bridge.limits import ConnectionLimits, SessionLimits, ToolLimits
+from bridge.limits import AccessLimits, ConnectionLimits, SessionLimits, ToolLimits
 
 __all__ = ["BridgeSettings"]
 
 _TOOL = ToolLimits()
 _SESSION = SessionLimits()
 _CONNECTION = ConnectionLimits()
+_ACCESS = AccessLimits()
 
 
 class BridgeSettings(BaseSettings):
@@ -32,6 +34,21 @@ class BridgeSettings(BaseSettings):
         default=None, description="Model name for the OpenAI-compatible endpoint, or 'offline'."
     )
     model_api: Literal["chat", "responses"] = "chat"
+    allowed_origins: Annotated[list[str] | None, NoDecode] = Field(
+        default=None,
+        description=(
+            "Web origins whose pages may connect, comma-separated or a JSON list: exact origins, "
+            "scheme://host:* for any port, null, *. Unset: the server's own origin, plus "
+            "http(s)://localhost|127.0.0.1|[::1] on any port when the server binds loopback."
+        ),
+    )
+    ticket_ttl_s: float = _ACCESS.ticket_ttl_s
+    max_tickets: int = _ACCESS.max_tickets
+    tickets_per_principal: int = _ACCESS.tickets_per_principal
+    log_frames: bool = Field(
+        default=False,
+        description="Log a redacted preview of every WebSocket frame at debug level.",
+    )
 
     max_message_bytes: int = _CONNECTION.max_message_bytes
     send_queue_size: int = _CONNECTION.send_queue_size
@@ -95,6 +112,20 @@ class BridgeSettings(BaseSettings):
     registration_bytes_per_minute: int = _TOOL.registration_bytes_per_minute
     definition_cache_bytes: int = _TOOL.definition_cache_bytes
     max_validation_ms: int = _TOOL.max_validation_ms
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value: Any) -> Any:
+        # From the environment: a JSON list, or the friendlier comma-separated form.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    def access_limits(self) -> AccessLimits:
+        return _record(AccessLimits, self, _RENAMED)
 
     def tool_limits(self) -> ToolLimits:
         return _record(ToolLimits, self, _RENAMED)

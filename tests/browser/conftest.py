@@ -181,3 +181,22 @@ def demo_app(model: Model | None = None, settings: BridgeSettings | None = None)
 async def in_process_demo() -> AsyncIterator[RunningServer]:
     async with serve_app(demo_app()) as server:
         yield server
+
+
+ORIGIN_PAGES = Path(__file__).resolve().parent / "pages" / "origins"
+
+
+@contextlib.asynccontextmanager
+async def other_origin() -> AsyncIterator[RunningServer]:
+    """A plain page served from a second loopback origin (127.0.0.2, its own port): some other
+    site as far as the browser and the bridge's origin check are concerned."""
+    from starlette.staticfiles import StaticFiles
+
+    async with serve_app(StaticFiles(directory=ORIGIN_PAGES, html=True), host="127.0.0.2") as site:
+        yield site
+
+
+@pytest.fixture
+async def other_site() -> AsyncIterator[RunningServer]:
+    async with other_origin() as site:
+        yield site
