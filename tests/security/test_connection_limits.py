@@ -347,16 +347,19 @@ async def test_session_fill_is_refused_per_address_while_another_address_connect
 ) -> None:
     async with start_bridge(max_new_sessions_per_minute=5) as server:
         async with asyncio.timeout(BOUND_S):
+            tokens = []
             for i in range(5):
                 ws = await dial(server, f"fill-{i}")
-                await greet(ws)
+                tokens.append((await greet(ws))["resume_token"])
                 await ws.close()
             refused = await dial(server, "fill-5")
             await refused.send(HELLO)
             frames, code = await drain(refused)
             # Coming back to a session that exists creates nothing and is not metered.
             again = await dial(server, "fill-0")
-            await greet(again)
+            resume = {"token": tokens[0], "last_seq": 0}
+            await again.send(json.dumps({"type": "hello", "protocol": 1, "resume": resume}))
+            assert json.loads(await again.recv())["type"] == "ready"
             await again.close()
             other = await dial(server, "elsewhere", source="127.0.0.2")
             await greet(other)
