@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import math
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from bridge.server.headers import SecurityHeaders
 from bridge.server.hub import SessionHub
 from bridge.server.logs import install_redaction
 from bridge.server.origins import OriginPolicy
+from bridge.server.scaleout import check_redis, cluster_from
 from bridge.server.settings import BridgeSettings
 from bridge.server.tickets import TicketBook
 from bridge.store import SessionStore
@@ -82,6 +84,9 @@ class Bridge:
         )
         session_limits = self.settings.session_limits()
         self._connection_limits = self.settings.connection_limits()
+        self.cluster = cluster_from(self.settings) if store is None else None
+        if self.cluster is not None:
+            store = self.cluster.store
         self.hub = SessionHub(
             limits=session_limits,
             wire_limits=wire_limits(session_limits, self._connection_limits),
@@ -91,6 +96,7 @@ class Bridge:
             model_for=self._model_for,
             max_sessions=self.settings.max_sessions,
             store=store,
+            cluster=self.cluster,
         )
         limits = self._connection_limits
         self.addresses = AddressGate.from_limits(limits)
@@ -101,9 +107,20 @@ class Bridge:
         self.router.add_api_route("/stats", self._stats, methods=["GET"])
         self.router.add_api_route("/ws-ticket", self._ticket, methods=["POST"])
 
-    async def _health(self) -> dict[str, Any]:
-        # A liveness probe anyone may call (load balancers do): it tells nothing else.
-        return {"status": "ok"}
+    async def _health(self) -> JSONResponse:
+        # A liveness probe anyone may call (load balancers do): it tells nothing else, but
+        # whether the cluster's Redis answers (without it no new client can be served here).
+        if self.cluster is None:
+            return JSONResponse({"status": "ok"})
+        if await self.cluster.store.healthy():
+            return JSONResponse({"status": "ok", "redis": "up"})
+        return JSONResponse({"status": "degraded", "redis": "down"}, status_code=503)
+
+    async def aclose(self) -> None:
+        """Server shutdown: sessions end, or move to other workers when there is a cluster."""
+        await self.hub.close()
+        if self.cluster is not None:
+            await self.cluster.store.close()
 
     async def _stats(self, request: Request) -> JSONResponse:
         """Session counts, for a client the auth hook accepts (or this machine, without auth)."""
@@ -247,7 +264,14 @@ def create_app(
         store=store,
         approval=approval,
     )
-    app = FastAPI(title="agent-bridge")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await check_redis(bridge.settings)
+        yield
+        await bridge.aclose()
+
+    app = FastAPI(title="agent-bridge", lifespan=lifespan)
     app.state.bridge = bridge
     app.include_router(bridge.router)
     # The origins allowed to connect may also load the SDK and ask for a ticket (with cookies

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
+from bridge.models.base import Model
 from bridge.models.choose import choose_model, describe_model
 from bridge.protocol import protocol_json_schema
 from bridge.server.app import create_app
 from bridge.server.origins import is_loopback_host
+from bridge.server.scaleout import check_redis
 from bridge.server.settings import BridgeSettings
 from bridge.server.transport import uvicorn_options
 from bridge.server.tuning import tune_gc
+from bridge.server.workers import run_workers
 
-__all__ = ["exposure_warning", "main", "raise_descriptor_limit"]
+__all__ = ["exposure_warning", "main", "raise_descriptor_limit", "worker_app"]
 
 log = logging.getLogger("bridge.server.cli")
 
@@ -74,16 +80,47 @@ def _demo_mounts(demo: Path | None) -> dict[str, Path]:
     return {"/sdk": sdk} if (sdk / "index.js").is_file() else {}
 
 
+# Worker processes read what the command line said from these (they start afresh).
+_NO_DEMO = "AGENT_BRIDGE_NO_DEMO"
+
+
+def _app(settings: BridgeSettings, model: Model, no_demo: bool) -> FastAPI:
+    demo = None if no_demo else _demo_dir()
+    return create_app(settings, model=model, static_dir=demo, static_mounts=_demo_mounts(demo))
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of `agent-bridge serve --workers N`."""
+    settings = BridgeSettings()
+    model = choose_model(model=settings.model, base_url=None, api=settings.model_api)
+    if settings.gc_tuning:
+        tune_gc()
+    return _app(settings, model, no_demo=os.environ.get(_NO_DEMO) == "1")
+
+
 def _serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = BridgeSettings(**overrides)
-    demo = None if args.no_demo else _demo_dir()
+    if args.workers > 1 and settings.redis_url is None:
+        print(
+            "agent-bridge: --workers needs BRIDGE_REDIS_URL: without a shared store each worker "
+            "keeps its own sessions, and a client whose connection lands on another worker "
+            "would find its session gone (docs/scale-out.md)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        asyncio.run(check_redis(settings))
+    except ConnectionError as exc:
+        print(f"agent-bridge: {exc}", file=sys.stderr)
+        return 1
     model = choose_model(
         model=args.model or settings.model,
         base_url=args.base_url,
         api=args.api or settings.model_api,
     )
-    app = create_app(settings, model=model, static_dir=demo, static_mounts=_demo_mounts(demo))
+    app = _app(settings, model, args.no_demo)
+    demo = None if args.no_demo else _demo_dir()
     base = f"http://{settings.host}:{settings.port}"
     print(f"agent-bridge serving {base}", flush=True)
     # Without an id the server makes an unguessable one (ready.session_id): the recommended way.
@@ -98,18 +135,31 @@ def _serve(args: argparse.Namespace) -> int:
     if descriptors is not None:
         # Each connection holds one descriptor: this figure caps the connections served at once.
         print(f"  open descriptors: up to {descriptors}", flush=True)
+    options = uvicorn_options(settings.connection_limits(), compression=settings.compression)
+    if args.workers > 1:
+        print(f"  workers: {args.workers}, cluster {settings.cluster!r}", flush=True)
+        _pass_to_workers(args, settings)
+        return run_workers(args.workers, settings, args.log_level)
     if settings.gc_tuning:
         # After start-up, so the modules and schemas just built are frozen out of every
         # later collection (docs/benchmarks.md: B6/B7).
         tune_gc()
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level,
-        **uvicorn_options(settings.connection_limits(), compression=settings.compression),
-    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, **options)
     return 0
+
+
+def _pass_to_workers(args: argparse.Namespace, settings: BridgeSettings) -> None:
+    """Worker processes build their settings from the environment: put the flags there."""
+    for name, value in (
+        ("BRIDGE_HOST", settings.host),
+        ("BRIDGE_PORT", str(settings.port)),
+        ("BRIDGE_MODEL", args.model),
+        ("BRIDGE_MODEL_API", args.api),
+        ("OPENAI_BASE_URL", args.base_url),
+        (_NO_DEMO, "1" if args.no_demo else None),
+    ):
+        if value is not None:
+            os.environ[name] = value
 
 
 def _schema(_args: argparse.Namespace) -> int:
@@ -137,6 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--api",
         choices=["chat", "responses"],
         help="Chat Completions or the Responses API (BRIDGE_MODEL_API; default chat)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes; more than 1 needs BRIDGE_REDIS_URL (docs/scale-out.md)",
     )
     serve.set_defaults(func=_serve)
     schema = commands.add_parser("schema", help="print the protocol's JSON Schema")

@@ -47,6 +47,8 @@ class SlowSocket:
 
 
 class IdleRuntime:
+    stores = False  # a server on its own: frames need no record stored before they leave
+
     def __init__(self) -> None:
         self.outbox = Outbox(OutboundLog(max_messages=1024, max_bytes=1 << 20), queue_size=256)
 
