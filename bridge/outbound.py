@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bridge.protocol import TokenMessage, dump_server_message
+from bridge.protocol import TokenMessage
+from bridge.wire import dump_server_message
 
 __all__ = ["OutboundLog"]
 

@@ -16,7 +16,6 @@ from fastapi import FastAPI
 
 from bridge.models.base import Model
 from bridge.models.choose import choose_model, describe_model
-from bridge.protocol import protocol_json_schema
 from bridge.server.app import create_app
 from bridge.server.origins import is_loopback_host
 from bridge.server.scaleout import check_redis
@@ -24,6 +23,7 @@ from bridge.server.settings import BridgeSettings
 from bridge.server.transport import uvicorn_options
 from bridge.server.tuning import tune_gc
 from bridge.server.workers import run_workers
+from bridge.wire import protocol_json_schema
 
 __all__ = ["exposure_warning", "main", "raise_descriptor_limit", "worker_app"]
 

@@ -37,11 +37,10 @@ from bridge.protocol import (
     PongMessage,
     ServerPingMessage,
     ServerPongMessage,
-    dump_server_message,
-    parse_client_message,
 )
 from bridge.ratelimit import FloodGuard, Verdict
 from bridge.server.auth import ANONYMOUS, Principal
+from bridge.wire import dump_server_message, parse_client_message
 
 __all__ = ["Connection", "Greeter"]
 

@@ -31,8 +31,9 @@ from bridge.approvals import ApprovalPolicy
 from bridge.errors import ProtocolError
 from bridge.limits import ConnectionLimits, SessionLimits, wire_limits
 from bridge.models.base import Model
-from bridge.protocol import ErrorMessage, ResumeRequest, parse_client_message
+from bridge.protocol import ErrorMessage, ResumeRequest
 from bridge.session import ResumePlan, Session
+from bridge.wire import parse_client_message
 
 __all__ = ["Frame", "Handler", "MemoryClient", "ResumeDenied", "memory_runtime"]
 

@@ -9,9 +9,10 @@ import pytest
 
 from bridge.agent.server_tools import ServerTools
 from bridge.limits import SessionLimits
-from bridge.protocol import ResumeRequest, parse_client_message
+from bridge.protocol import ResumeRequest
 from bridge.session import ResumePlan
 from bridge.testing import Hang, MemoryClient, ResumeDenied, ScriptedModel, call, memory_runtime
+from bridge.wire import parse_client_message
 from tests.agent.support import (
     BOUND_S,
     StepModel,

@@ -8,11 +8,8 @@ from pathlib import Path
 import pytest
 
 from bridge.errors import ErrorCode, ProtocolError
-from bridge.protocol import (
-    HelloMessage,
-    TokenMessage,
-    ToolResponseMessage,
-    UserMessage,
+from bridge.protocol import HelloMessage, TokenMessage, ToolResponseMessage, UserMessage
+from bridge.wire import (
     dump_server_message,
     parse_client_message,
     parse_server_message,

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from bridge.protocol import protocol_json_schema
+from bridge.wire import protocol_json_schema
 
 JS_DIR = Path(__file__).resolve().parents[2] / "clients" / "js"
 

@@ -28,11 +28,10 @@ from bridge.protocol import (
     ToolResultMessage,
     ToolsReport,
     ToolsUpdatedMessage,
-    dump_server_message,
-    parse_client_message,
 )
 from bridge.server.logs import LimitRepeats
 from bridge.toolspec import SchemaBudget, parse_tool, register_many
+from bridge.wire import dump_server_message, parse_client_message
 from tests.security.wire import schema_errors
 
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from bridge.protocol import protocol_json_schema
+from bridge.wire import protocol_json_schema
 from bridge_client import BridgeClient
 
 ROOT = Path(__file__).resolve().parents[2]
