@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import overload
@@ -71,6 +72,8 @@ class AgentLoop:
         self.calls = CallRunner(
             session, client_calls, server_tools or ServerTools(), gate, self._checkpoint
         )
+        # When each call still running began (by wire id): for its log line.
+        self._call_started: dict[str, float] = {}
 
     def begin(self, run: Run, text: str) -> None:
         """Record the user's message and announce the run, before any await can be cancelled."""
@@ -208,6 +211,7 @@ class AgentLoop:
         async def one(call: ToolCall) -> None:
             if call.id in step.results:
                 return  # ended before the run changed hands
+            self._call_started[call.wire_id] = time.monotonic()
             result = await self.calls.execute(run, call, taken_over=step.taken_over)
             step.results[call.id] = result
             run.results[call.id] = result
@@ -222,6 +226,11 @@ class AgentLoop:
 
     def _announce(self, run_id: str, wire_id: str, result: ToolResult) -> None:
         spec = self._session.find_tool(result.name)
+        started = self._call_started.pop(wire_id, None)
+        if log.isEnabledFor(logging.INFO):
+            source = spec.source if spec is not None else "unknown"
+            ms = 0 if started is None else round((time.monotonic() - started) * 1000)
+            _log_call(self._session.id, run_id, wire_id, result, source, ms)
         self._outbox.post(
             ToolResultMessage(
                 id=wire_id,
@@ -274,6 +283,31 @@ class AgentLoop:
                 step.results[call.id] = result
                 self._announce(run_id, call.wire_id, result)
         self._record_results(step)
+
+
+def _log_call(
+    session_id: str, run_id: str, wire_id: str, result: ToolResult, source: str, ms: int
+) -> None:
+    """The operator's line for one tool call (never its arguments or result, which may hold
+    anything); the fields go in `extra` for the JSON log format."""
+    log.info(
+        "session %s run %s tool %s (%s): %s, %d ms",
+        session_id,
+        run_id,
+        result.name,
+        source,
+        result.status.value,
+        ms,
+        extra={
+            "session": session_id,
+            "run": run_id,
+            "call": wire_id,
+            "tool": result.name,
+            "source": source,
+            "status": result.status.value,
+            "duration_ms": ms,
+        },
+    )
 
 
 class _Snapshot(Sequence[Turn]):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -86,6 +87,7 @@ class SessionRuntime:
         )
         self._task: asyncio.Task[tuple[CompleteReason, Usage]] | None = None
         self._task_run: Run | None = None
+        self._run_started = 0.0  # monotonic; for the run's log line
 
     # Other workers -----------------------------------------------------------------------------
 
@@ -222,6 +224,7 @@ class SessionRuntime:
 
     def _launch(self, run: Run, *, taken_over: bool = False) -> None:
         self._task_run = run
+        self._run_started = time.monotonic()
         work = self._agent.run(run, taken_over=taken_over)
         self._task = asyncio.create_task(work, name=f"run {run.id}")
         self._task.add_done_callback(self._on_run_done)
@@ -241,6 +244,7 @@ class SessionRuntime:
             reason = "error"
         else:
             reason, usage = task.result()
+        _log_run(self.session.id, run, reason, time.monotonic() - self._run_started)
         has_usage = usage is not None and (
             usage.total_tokens or usage.prompt_tokens or usage.completion_tokens
         )
@@ -282,3 +286,25 @@ class SessionRuntime:
                 log.warning("run did not settle within %.1f s", timeout_s)
         self.client_calls.cancel_all(reason)
         self.approvals.cancel_all(reason)
+
+
+def _log_run(session_id: str, run: Run, reason: CompleteReason, duration_s: float) -> None:
+    """The operator's line for one run; the fields go in `extra` for the JSON log format."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    duration_ms = round(duration_s * 1000)
+    log.info(
+        "session %s run %s ended: %s after %d steps, %d ms",
+        session_id,
+        run.id,
+        reason,
+        run.steps,
+        duration_ms,
+        extra={
+            "session": session_id,
+            "run": run.id,
+            "reason": reason,
+            "steps": run.steps,
+            "duration_ms": duration_ms,
+        },
+    )

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import logging.config
 import os
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from fastapi import FastAPI
 from bridge.models.base import Model
 from bridge.models.choose import choose_model, describe_model
 from bridge.server.app import create_app
+from bridge.server.logs import LOG_FORMATS, LOG_LEVELS, logging_config
 from bridge.server.origins import is_loopback_host
 from bridge.server.scaleout import check_redis
 from bridge.server.settings import BridgeSettings
@@ -99,6 +101,10 @@ def worker_app() -> FastAPI:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # Before anything logs: the bridge's own loggers get a handler (they had none under serve),
+    # at the operator's level and format, with redaction on the handler itself.
+    log_config = logging_config(args.log_level, args.log_format)
+    logging.config.dictConfig(log_config)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = BridgeSettings(**overrides)
     if args.workers > 1 and settings.redis_url is None:
@@ -144,7 +150,14 @@ def _serve(args: argparse.Namespace) -> int:
         # After start-up, so the modules and schemas just built are frozen out of every
         # later collection (docs/benchmarks.md: B6/B7).
         tune_gc()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, **options)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        log_config=log_config,
+        **options,
+    )
     return 0
 
 
@@ -175,7 +188,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", help="interface to bind (default 127.0.0.1, BRIDGE_HOST)")
     serve.add_argument("--port", type=int, help="port (default 8000, BRIDGE_PORT)")
     serve.add_argument("--no-demo", action="store_true", help="do not serve the demo page at /")
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=list(LOG_LEVELS),
+        help="for uvicorn and the bridge; info has one line per run and per tool call",
+    )
+    serve.add_argument(
+        "--log-format",
+        default="text",
+        choices=list(LOG_FORMATS),
+        help="text, or json: one JSON object per line on stderr (credentials redacted in both)",
+    )
     serve.add_argument(
         "--model", help="model name, or 'offline' (BRIDGE_MODEL; default gpt-4o-mini with a key)"
     )

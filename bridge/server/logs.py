@@ -14,19 +14,35 @@ A client that repeats one bad frame would otherwise write one line per frame. Li
 per source: the connection named in the record's `extra` (`conn`), or else the logger, the
 message template and its first argument (the session id in the bridge's own lines). Each source
 may burst, then gets a steady trickle; the next line let through says how many were dropped.
+
+`logging_config` is what `agent-bridge serve` hands uvicorn: uvicorn's loggers and the `bridge`
+loggers at the operator's level, in text or as one JSON object per line. Its handlers carry the
+redaction filter as well, so a module logger created after `install_redaction` ran (whose own
+filters would be empty) still cannot print a secret.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from bridge.server.auth import redact
 
-__all__ = ["LimitRepeats", "RedactSecrets", "install_redaction", "reset_log_limits"]
+__all__ = [
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "JsonFormatter",
+    "LimitRepeats",
+    "RedactSecrets",
+    "install_redaction",
+    "logging_config",
+    "reset_log_limits",
+]
 
 _LOGGERS = (
     "uvicorn",
@@ -214,3 +230,132 @@ def install_redaction(*, log_frames: bool = False) -> None:
             logger.addFilter(RedactSecrets())
         if not any(isinstance(f, LimitRepeats) for f in logger.filters):
             logger.addFilter(_limiter)
+
+
+# The levels uvicorn understands, by the names `--log-level` takes (uvicorn's "trace" is 5).
+LOG_LEVELS = {"critical": 50, "error": 40, "warning": 30, "info": 20, "debug": 10, "trace": 5}
+LOG_FORMATS = ("text", "json")
+
+# What every record has: anything else on a record came from `extra=` and is a field of its own.
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    # uvicorn's copy of the template with terminal colours, and the limiter's bookkeeping.
+    "color_message",
+    "bridge_template",
+    "bridge_first",
+}
+
+
+def _field(value: Any) -> Any:
+    """An `extra` value as JSON can carry it, with credentials taken out of any text."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return redact(value if isinstance(value, str) else str(value))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and every `extra` field.
+
+    The message arrives already redacted (`RedactSecrets` runs before any formatter); the
+    fields are redacted here, since the filter only flattens the message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and key not in entry:
+                entry[key] = _field(value)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(self.formatException(record.exc_info))
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def logging_config(level: str = "info", fmt: str = "text") -> dict[str, Any]:
+    """A `logging.config.dictConfig` for `uvicorn.run(log_config=...)`.
+
+    Text keeps uvicorn's own layout (its access lines on stdout, the rest on stderr) and adds
+    the `bridge` loggers, named, on stderr. JSON puts every line of both on stderr. uvicorn
+    sets its loggers' levels from `log_level` itself; the `bridge` level is set here."""
+    if level not in LOG_LEVELS:
+        raise ValueError(f"log level {level!r} is not one of {', '.join(LOG_LEVELS)}")
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"log format {fmt!r} is not one of {', '.join(LOG_FORMATS)}")
+    redacting = {"redact": {"()": "bridge.server.logs.RedactSecrets"}}
+    numeric = LOG_LEVELS[level]
+    if fmt == "json":
+        handler = {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+            "formatter": "json",
+            "filters": ["redact"],
+        }
+        return {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "filters": redacting,
+            "formatters": {"json": {"()": "bridge.server.logs.JsonFormatter"}},
+            "handlers": {"json": handler},
+            "loggers": {
+                "uvicorn": {"handlers": ["json"], "level": numeric, "propagate": False},
+                "uvicorn.error": {"level": numeric},
+                "uvicorn.access": {"handlers": ["json"], "level": numeric, "propagate": False},
+                "bridge": {"handlers": ["json"], "level": numeric, "propagate": False},
+            },
+        }
+    # Colours off: uvicorn's coloured copy of a template would bypass the flattened, redacted
+    # message.
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": redacting,
+        "formatters": {
+            "default": {
+                "()": "uvicorn.logging.DefaultFormatter",
+                "fmt": "%(levelprefix)s %(message)s",
+                "use_colors": False,
+            },
+            "bridge": {
+                "()": "uvicorn.logging.DefaultFormatter",
+                "fmt": "%(levelprefix)s %(name)s: %(message)s",
+                "use_colors": False,
+            },
+            "access": {
+                "()": "uvicorn.logging.AccessFormatter",
+                "fmt": '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
+                "use_colors": False,
+            },
+        },
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "default",
+                "filters": ["redact"],
+            },
+            "bridge": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "bridge",
+                "filters": ["redact"],
+            },
+            "access": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": "access",
+                "filters": ["redact"],
+            },
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": numeric, "propagate": False},
+            "uvicorn.error": {"level": numeric},
+            "uvicorn.access": {"handlers": ["access"], "level": numeric, "propagate": False},
+            "bridge": {"handlers": ["bridge"], "level": numeric, "propagate": False},
+        },
+    }
