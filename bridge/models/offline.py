@@ -2,7 +2,9 @@
 
 It lets `agent-bridge serve` and its demo work on a machine with no model: it matches the
 user's words against the registered tools' names and descriptions, calls the best match with
-arguments filled from the schema and the message, then reports the result.
+arguments filled from the schema and the message, then reports the result. A few phrasings that
+word matching gets wrong have rules of their own ("copy X to the clipboard", "what did I
+select"), and a greeting gets a greeting back.
 """
 
 from __future__ import annotations
@@ -27,6 +29,24 @@ _STOP = frozenset(
 _QUOTED = re.compile(r"[\"“']([^\"”']+)[\"”']")
 _URL = re.compile(r"https?://\S+")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+# "copy X to the clipboard": word matching alone would tie clipboard_read with clipboard_write
+# and hand the whole sentence over as the text.
+_COPY = re.compile(
+    r"^\W*(?:please\s+)?(?:copy|put|write|place)\s+(?P<text>.+?)\s+(?:to|into|onto|on|in)\s+"
+    r"(?:the\s+|my\s+)?clipboard\W*$",
+    re.IGNORECASE | re.DOTALL,
+)
+# "what did I select", "what have I selected", "the text I highlighted", "my selection"...
+_SELECTION = re.compile(
+    r"\b(?:did|have|had)\s+i\s+(?:just\s+)?(?:select|highlight)(?:ed)?\b"
+    r"|\bi\s*(?:'ve\s+|have\s+|just\s+)?(?:selected|highlighted)\b"
+    r"|\b(?:my|current)\s+selection\b"
+    r"|\bselected\s+text\b",
+    re.IGNORECASE,
+)
+_GREETING = frozenset("hi hello hey hiya howdy greetings yo hallo".split())
+# Words that may come with a greeting without asking for anything ("good morning there").
+_GREETING_FILLER = frozenset("good morning afternoon evening day there again all everyone".split())
 
 
 def _words(text: str) -> set[str]:
@@ -58,17 +78,60 @@ class OfflineModel:
         results = [t for t in turns[last_user + 1 :] if isinstance(t, ToolResult)]
         if results:
             text = " ".join(_report(r, message.content) for r in results)
+        elif _is_greeting(message.content):
+            text = _greeting(tools)
         else:
-            tool = _pick(message.content, tools)
-            if tool is not None:
+            chosen = _route(message.content, tools)
+            if chosen is not None:
+                tool, arguments = chosen
                 calls = sum(len(t.tool_calls) for t in turns if isinstance(t, AssistantTurn))
                 yield TextDelta(f"Let me use {tool.name}. ")
-                arguments = fill_arguments(tool.parameters, message.content)
                 yield ToolCallEvent(f"offline_{calls + 1}", tool.name, json.dumps(arguments))
                 return
             text = _menu(tools)
         for piece in re.findall(r"\S+\s*", text):
             yield TextDelta(piece)
+
+
+def _route(message: str, tools: list[ToolSpec]) -> tuple[ToolSpec, dict[str, Any]] | None:
+    """The tool to call and its arguments: a phrasing rule when one applies and its tool is
+    registered, else the best word match."""
+    by_name = {t.name: t for t in tools}
+    copy = _COPY.match(message)
+    if copy is not None and "clipboard_write" in by_name:
+        text = copy.group("text").strip()
+        quoted = _QUOTED.fullmatch(text)
+        return by_name["clipboard_write"], {"text": quoted.group(1) if quoted else text}
+    if _SELECTION.search(message) and "get_selection" in by_name:
+        tool = by_name["get_selection"]
+        return tool, fill_arguments(tool.parameters, message)
+    picked = _pick(message, tools)
+    if picked is None:
+        return None
+    return picked, fill_arguments(picked.parameters, message)
+
+
+def _is_greeting(message: str) -> bool:
+    """Only a greeting: "hello", "hi there", "good morning!"; not "hello, read the page"."""
+    words = _WORD.findall(message.lower())
+    if not words or len(words) > 4:
+        return False
+    greeted = words[0] in _GREETING or (words[0] == "good" and len(words) > 1)
+    return greeted and all(w in _GREETING or w in _GREETING_FILLER for w in words)
+
+
+def _greeting(tools: list[ToolSpec]) -> str:
+    # One sentence on what it can do; the tool list is for when a question finds no tool.
+    if not tools:
+        return "Hello! I am the offline model, and with no tools registered I can only chat."
+    example = (
+        "What is the title of this page?" if any(t.name == "read_page" for t in tools) else None
+    )
+    hint = f", for example “{example}”" if example else ""
+    return (
+        f"Hello! I am the offline model: ask in plain words and I will call the best of this "
+        f"page's {len(tools)} tools{hint}."
+    )
 
 
 def _pick(message: str, tools: list[ToolSpec]) -> ToolSpec | None:
@@ -85,10 +148,12 @@ def _pick(message: str, tools: list[ToolSpec]) -> ToolSpec | None:
 def _menu(tools: list[ToolSpec]) -> str:
     if not tools:
         return "I am the offline model and no tools are registered, so I can only chat."
-    listing = "; ".join(
-        f"{t.name} ({t.description.rstrip('.')})" if t.description else t.name for t in tools
+    # Names only: the descriptions of a whole catalog make a wall of text nobody reads.
+    listing = ", ".join(t.name for t in tools)
+    return (
+        f"I am the offline model and found no tool for that. I can use: {listing}. "
+        "Ask about one of them in plain words."
     )
-    return f"I am the offline model. I can use these tools: {listing}. Ask me about one of them."
 
 
 def _report(result: ToolResult, question: str) -> str:
