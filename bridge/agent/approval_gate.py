@@ -161,7 +161,11 @@ class ApprovalGate:
         arguments = pending.arguments
         if message.decision == "approve" and message.arguments is not None:
             spec = self._session.find_tool(pending.name)
-            problem = None if spec is None else spec.validate_arguments(message.arguments)
+            problem = (
+                "the tool is no longer registered, so edited arguments cannot be checked"
+                if spec is None
+                else spec.validate_arguments(message.arguments)
+            )
             if problem is not None:
                 # The request stays open: the person can correct the edit or answer again.
                 return ErrorMessage(

@@ -182,8 +182,12 @@ class SessionRuntime:
             self._reply(self.approvals.answer(message))
         elif isinstance(message, CancelCallMessage):
             if not self._agent.calls.cancel(message.id, "by_user"):
-                raise ProtocolError(
-                    f"no call {message.id!r} is waiting or running", code=ErrorCode.UNKNOWN_CALL
+                self.outbox.post(
+                    ErrorMessage(
+                        code=ErrorCode.UNKNOWN_CALL,
+                        message=f"no call {message.id!r} is waiting or running",
+                        id=message.id,
+                    )
                 )
         elif isinstance(message, ToolProgressMessage):
             self._reply(self.client_calls.progress(message))
