@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +39,14 @@ async def test_a_reload_mid_call_resumes_and_never_runs_a_write_twice(
     )
     async with serve_app(app) as server:
         await page.goto(server.http_url + "/", timeout=TIMEOUT_MS)
-        await page.wait_for_function(
-            "window.bridge && window.bridge.status === 'open'", timeout=TIMEOUT_MS
-        )
-        await page.evaluate("window.bridge.send('go')")
-        await page.wait_for_function(
-            f"(JSON.parse(localStorage.getItem('counts') || '{{}}').{tool} || 0) === 1",
-            timeout=TIMEOUT_MS,
+        await expect(page.locator("#status")).to_have_text("open", timeout=TIMEOUT_MS)
+        await page.evaluate("() => { window.bridge.send('go'); }")
+        await expect(page.locator("#counts")).to_have_text(
+            json.dumps({tool: 1}, separators=(",", ":")), timeout=TIMEOUT_MS
         )
         await page.evaluate("sessionStorage.setItem('reloaded', '1')")
         await page.reload(timeout=TIMEOUT_MS)
-        await page.wait_for_function("window.completed.length === 1", timeout=TIMEOUT_MS)
+        await expect(page.locator("#completed")).to_have_text("done", timeout=TIMEOUT_MS)
         results: list[dict[str, Any]] = await page.evaluate("window.results")
         completed = await page.evaluate("window.completed")
         resumed = await page.evaluate("window.resumedEvents.map((e) => e.reload)")
