@@ -69,7 +69,7 @@ class AgentLoop:
         self._client_calls = client_calls
         self._gate = gate
         self._checkpoint = checkpoint or _nothing_to_store
-        self.calls = CallRunner(
+        self.call_runner = CallRunner(
             session, client_calls, server_tools or ServerTools(), gate, self._checkpoint
         )
         # When each call still running began (by wire id): for its log line.
@@ -212,7 +212,7 @@ class AgentLoop:
             if call.id in step.results:
                 return  # ended before the run changed hands
             self._call_started[call.wire_id] = time.monotonic()
-            result = await self.calls.execute(run, call, taken_over=step.taken_over)
+            result = await self.call_runner.execute(run, call, taken_over=step.taken_over)
             step.results[call.id] = result
             run.results[call.id] = result
             # Stored before the client hears of it: an acknowledged result is never lost.

@@ -181,7 +181,7 @@ class SessionRuntime:
         elif isinstance(message, ApprovalResponseMessage):
             self._reply(self.approvals.answer(message))
         elif isinstance(message, CancelCallMessage):
-            if not self._agent.calls.cancel(message.id, "by_user"):
+            if not self._agent.call_runner.cancel(message.id, "by_user"):
                 self.outbox.post(
                     ErrorMessage(
                         code=ErrorCode.UNKNOWN_CALL,

@@ -30,7 +30,7 @@ __all__ = [
     "truncated",
 ]
 
-log = logging.getLogger("bridge.models")
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 120.0
 # Local servers (Ollama, vLLM, llama.cpp) take no key, but the client refuses to start without

@@ -35,7 +35,7 @@ from bridge.limits import ConnectionLimits
 
 __all__ = ["guarded_protocols", "uvicorn_options"]
 
-log = logging.getLogger("bridge.server.transport")
+log = logging.getLogger(__name__)
 
 # Bytes the peer may leave unread, on top of the largest frame, before its pings stop being
 # answered politely.
