@@ -1,6 +1,6 @@
 // The demo chat: the SDK from /sdk, the standard browser tools, and a view of every event.
 
-import { AgentBridge, registerBrowserTools } from "/sdk/index.js";
+import { AgentBridge, CATALOG, fromWire, registerBrowserTools } from "/sdk/index.js";
 
 const $ = (selector) => document.querySelector(selector);
 const log = $("#log");
@@ -17,38 +17,75 @@ const token = new URLSearchParams(location.search).get("token") ?? undefined;
 
 const bridge = new AgentBridge(location.origin, { sessionId, token, clientName: "agent-bridge-demo" });
 registerBrowserTools(bridge, {
-  confirm: askInDialog,
+  exclude: ["get_selection"],
+  confirm: askInTheChat,
   textRoot: () => $("#page-content"),
 });
+bridge.registerTool(fromWire(CATALOG.get_selection, () => ({ text: wellFormed(selectedText() || lastSelection) })));
 window.demo = { bridge };
+
+// get_selection ----------------------------------------------------------------------------------
+
+// Clicking into the prompt to ask "what did I select?" moves the selection into the prompt, so the
+// page remembers the last non-empty selection made anywhere else and get_selection answers that.
+const composer = $("#composer");
+let lastSelection = "";
+
+function selectedText() {
+  const selection = document.getSelection();
+  if (!selection || selection.isCollapsed || selection.rangeCount === 0) return "";
+  if (selection.anchorNode && composer.contains(selection.anchorNode)) return "";
+  return selection.toString();
+}
+
+document.addEventListener("selectionchange", () => {
+  const text = selectedText();
+  if (text.trim()) lastSelection = text;
+});
+
+function wellFormed(text) {
+  return typeof text.toWellFormed === "function" ? text.toWellFormed() : text;
+}
 
 // Connection state -------------------------------------------------------------------------------
 
+// What a person reads: no close codes, no protocol words. The codes stay on data-code for tests
+// and for whoever opens the developer tools.
 const statusText = {
   idle: () => "not connected",
   connecting: () => "connecting…",
   open: () => "connected",
   reconnecting: (e) => {
-    if (e.delayMs === undefined) return "reconnecting…";
-    if (e.delayMs === 0) return "connection lost, reconnecting…";
-    return `disconnected${e.code ? ` (${e.code})` : ""}, retry ${e.attempt} in ${(e.delayMs / 1000).toFixed(1)} s`;
+    if (!e.delayMs) return "connection lost, reconnecting…";
+    const seconds = Math.max(1, Math.round(e.delayMs / 1000));
+    return `disconnected, trying again in ${seconds} s (attempt ${e.attempt})`;
   },
-  closed: (e) => `disconnected${e.code ? ` (${e.code}${e.reason ? `: ${e.reason}` : ""})` : ""}`,
+  closed: (e) => closedWords[e.code] ?? "disconnected",
+};
+
+// Why a connection ended for good, by the server's close code.
+const closedWords = {
+  1008: "disconnected: the server refused this page",
+  1009: "disconnected: a message was too large for the server",
+  4401: "not connected: the server needs a valid access token",
+  4403: "not connected: this page's address is not allowed by the server",
+  4409: "disconnected: this conversation was opened in another tab",
+  4429: "not connected: too many connections, try again in a minute",
 };
 
 let wasOpen = false;
 bridge.on("status", (event) => {
   statusBadge.dataset.state = event.status;
+  if (event.code) statusBadge.dataset.code = String(event.code);
+  else delete statusBadge.dataset.code;
   statusBadge.textContent = statusText[event.status](event);
   // One line in the log per lost connection, not one per failed attempt while the server is down.
-  if (wasOpen && event.status !== "open") {
-    note(`connection lost${event.code ? ` (close code ${event.code})` : ""}`, "notice disconnected");
-  }
+  if (wasOpen && event.status !== "open") note("connection lost", "notice disconnected");
   wasOpen = event.status === "open";
 });
 
 bridge.on("ready", (ready) => {
-  if (!ready.resumed) note(`connected to session ${ready.session_id}`, "notice connected");
+  if (!ready.resumed) note("connected to the agent", "notice connected");
   renderTools();
 });
 
@@ -66,8 +103,9 @@ bridge.on("reset", () => {
 const shownOnCards = new Set(["session_expired", "invalid_arguments", "unknown_approval", "unknown_call"]);
 
 bridge.on("error", (error) => {
-  // session_expired is told in plain words by the reset notice.
-  if (!shownOnCards.has(error.code)) note(`error ${error.code}: ${error.message}`, "notice error");
+  // session_expired is told in plain words by the reset notice; the code stays out of the text.
+  if (shownOnCards.has(error.code)) return;
+  note(`Something went wrong: ${error.message}`, "notice error").dataset.code = error.code;
 });
 bridge.on("toolsUpdated", renderTools);
 
@@ -343,17 +381,22 @@ function addCancel(card) {
   card.querySelector(".head").append(button);
 }
 
-// The limits that end a run, in words; other reasons read well as they are ("run stopped").
+// How a run ended, in words (the reason itself stays on data-reason; steps are no one's business
+// but the developer's, so they go in the tooltip).
 const runEndWords = {
+  done: "done",
+  stopped: "run stopped",
+  error: "the run failed",
+  disconnected: "the run ended: the page was away too long",
   tool_budget: "run ended: it used up its tool calls",
   max_steps: "run ended: step limit reached",
 };
 
 bridge.on("runComplete", (event) => {
   const bubble = turnFor(event.run_id);
-  const steps = event.steps === 1 ? "1 step" : `${event.steps} steps`;
-  const ended = runEndWords[event.reason] ?? `run ${event.reason}`;
-  bubble.append(el("div", { class: "run-end", "data-reason": event.reason }, `${ended} · ${steps}`));
+  const ended = runEndWords[event.reason] ?? "run ended";
+  const steps = event.steps === 1 ? "1 model step" : `${event.steps} model steps`;
+  bubble.append(el("div", { class: "run-end", "data-reason": event.reason, title: steps }, ended));
   bubble.dataset.reason = event.reason;
   if (bridge.runId === null) stopButton.disabled = true;
   turn = text = null;
@@ -407,40 +450,41 @@ for (const button of $("#suggestions").querySelectorAll("button")) {
   button.addEventListener("click", () => submit(button.textContent));
 }
 
-// The confirm tool's dialog ----------------------------------------------------------------------
+// The confirm tool: a card in the chat, not a modal, so Stop and the rest of the page stay usable.
 
-function askInDialog(request, signal) {
-  const dialog = $("#confirm-dialog");
-  $("#confirm-question").textContent = request.question;
-  const approve = $("#confirm-approve");
-  const deny = $("#confirm-deny");
-  approve.textContent = request.approveLabel;
-  deny.textContent = request.denyLabel;
-  dialog.dataset.callId = request.id;
+function askInTheChat(request, signal) {
+  const card = cardFor(request.id, "confirm", bridge.runId ?? "", null);
+  const approve = el("button", { type: "button", class: "confirm-approve primary" }, request.approveLabel);
+  const deny = el("button", { type: "button", class: "confirm-deny" }, request.denyLabel);
+  const panel = el(
+    "div",
+    { class: "confirm", role: "group", "aria-label": "The agent asks" },
+    el("p", { class: "confirm-question" }, request.question),
+    el("div", { class: "actions" }, approve, deny),
+  );
+  card.querySelector(".confirm")?.remove();
+  card.append(panel);
+  scrollDown();
   return new Promise((resolve, reject) => {
     const done = (answer) => {
-      approve.onclick = deny.onclick = dialog.oncancel = null;
-      dialog.close();
+      panel.remove();
       if (answer === null) reject(signal.reason);
       else resolve(answer);
     };
-    approve.onclick = () => done(true);
-    deny.onclick = () => done(false);
-    dialog.oncancel = (event) => {
-      event.preventDefault();
-      done(false);
-    };
+    approve.addEventListener("click", () => done(true), { once: true });
+    deny.addEventListener("click", () => done(false), { once: true });
     // Stopped or disconnected while the person was deciding: the question is moot.
     signal.addEventListener("abort", () => done(null), { once: true });
-    dialog.showModal();
   });
 }
 
 // Helpers ----------------------------------------------------------------------------------------
 
 function note(message, className) {
-  log.append(el("div", { class: className }, message));
+  const line = el("div", { class: className }, message);
+  log.append(line);
   scrollDown();
+  return line;
 }
 
 function pretty(value) {

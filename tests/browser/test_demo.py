@@ -73,16 +73,18 @@ async def test_confirm_approved_in_the_page_gives_ok(page: Page, demo_server: Se
     await open_demo(page, demo_server)
     await ask(page, "Please confirm that I want to delete the file")
 
-    dialog = page.locator("#confirm-dialog")
-    await expect(dialog).to_be_visible(timeout=TIMEOUT_MS)
-    await expect(dialog.locator("#confirm-question")).to_have_text(
+    # The question is a card in the conversation, not a modal over the page.
+    card = page.locator(".tool-call[data-name='confirm']")
+    question = card.locator(".confirm")
+    await expect(question).to_be_visible(timeout=TIMEOUT_MS)
+    await expect(question.locator(".confirm-question")).to_have_text(
         "Please confirm that I want to delete the file"
     )
-    card = page.locator(".tool-call[data-name='confirm']")
     await expect(card.locator(".tool-status")).to_have_text("waiting for you")
-    await dialog.locator("#confirm-approve").click()
+    await expect(page.locator("dialog")).to_have_count(0)
+    await question.locator(".confirm-approve").click()
 
-    await expect(dialog).to_be_hidden()
+    await expect(question).to_have_count(0)
     await expect(card).to_have_attribute("data-status", "ok", timeout=TIMEOUT_MS)
     answer = page.locator(".message.assistant").last
     await expect(answer.locator(".run-end")).to_have_attribute("data-reason", "done")
@@ -95,11 +97,9 @@ async def test_confirm_denied_in_the_page_gives_denied(
     await open_demo(page, demo_server)
     await ask(page, "Please confirm that I want to delete the file")
 
-    dialog = page.locator("#confirm-dialog")
-    await expect(dialog).to_be_visible(timeout=TIMEOUT_MS)
-    await dialog.locator("#confirm-deny").click()
-
     card = page.locator(".tool-call[data-name='confirm']")
+    await card.locator(".confirm .confirm-deny").click(timeout=TIMEOUT_MS)
+
     await expect(card).to_have_attribute("data-status", "denied", timeout=TIMEOUT_MS)
     await expect(card.locator(".result pre")).to_contain_text("declined")
     answer = page.locator(".message.assistant").last
@@ -118,8 +118,10 @@ async def test_killing_and_restarting_the_server_shows_disconnect_and_reconnect(
         await expect(status).to_have_attribute("data-state", "reconnecting", timeout=TIMEOUT_MS)
         await expect(status).to_contain_text("disconnected")
         # The server stays down for a while: the page keeps trying without filling the log.
-        await expect(status).to_contain_text("retry 3 in", timeout=TIMEOUT_MS)
+        await expect(status).to_contain_text("(attempt 3)", timeout=TIMEOUT_MS)
         await expect(page.locator(".notice.disconnected")).to_have_count(1)
+        # In words: no close code on screen.
+        await expect(page.locator(".notice.disconnected")).to_have_text("connection lost")
 
     with serve(port) as second:
         await expect(page.locator("#status")).to_have_attribute(

@@ -35,7 +35,9 @@ async def test_a_token_in_the_page_url_is_passed_on_and_a_wrong_one_is_final(pag
         await page.goto(server.http_url + "/?token=wrong", timeout=TIMEOUT_MS)
         status = page.locator("#status")
         await expect(status).to_have_attribute("data-state", "closed", timeout=TIMEOUT_MS)
-        await expect(status).to_contain_text("4401")
+        # The close code is for developers (data-code); the person reads what it means.
+        await expect(status).to_have_attribute("data-code", "4401")
+        await expect(status).to_contain_text("access token")
 
         await page.goto(server.http_url + "/?token=s3cret", timeout=TIMEOUT_MS)
         await expect(status).to_have_attribute("data-state", "open", timeout=TIMEOUT_MS)

@@ -38,21 +38,21 @@ async def test_stop_mid_stream_shows_a_stopped_run(page: Page) -> None:
         assert model.cancelled == 1
 
 
-async def test_stop_while_the_confirm_dialog_waits_closes_it_and_cancels_the_call(
+async def test_stop_while_the_confirm_card_waits_removes_it_and_cancels_the_call(
     page: Page,
 ) -> None:
     model = ScriptedModel([["Checking first. ", call("confirm", {"question": "Delete it all?"})]])
     async with serve_app(demo_app(model)) as server:
         await open_and_ask(page, server.http_url, "delete everything")
-        dialog = page.locator("#confirm-dialog")
-        await expect(dialog).to_be_visible(timeout=TIMEOUT_MS)
-        await expect(dialog.locator("#confirm-question")).to_have_text("Delete it all?")
+        question = page.locator(".tool-call[data-name='confirm'] .confirm")
+        await expect(question).to_be_visible(timeout=TIMEOUT_MS)
+        await expect(question.locator(".confirm-question")).to_have_text("Delete it all?")
 
-        # The modal dialog makes the rest of the page inert, so stop goes through the SDK.
-        await page.evaluate("window.demo.bridge.stop()")
+        # The question is a card in the chat, not a modal: the Stop button is there to click.
+        await page.locator("#stop").click()
 
-        # tool_cancel aborted the handler's signal, and the demo closed its dialog on that.
-        await expect(dialog).to_be_hidden(timeout=TIMEOUT_MS)
+        # tool_cancel aborted the handler's signal, and the demo removed the question on that.
+        await expect(question).to_have_count(0, timeout=TIMEOUT_MS)
         card = page.locator(".tool-call[data-name='confirm']")
         await expect(card).to_have_attribute("data-status", "cancelled", timeout=TIMEOUT_MS)
         answer = page.locator(".message.assistant").last
