@@ -1,4 +1,4 @@
-"""`make bench`: the bridge against hand-written baselines, B1-B8, in one run on loopback.
+"""`make bench`: the bridge against hand-written baselines, B1-B9, in one run on loopback.
 
     python benchmarks/run.py [--quick] [--only B1,B6] [--out PATH]
 
@@ -51,6 +51,9 @@ FULL = {
     "b7_warmup_s": 1.0,
     "b7_duration_s": 6.0,
     "b8_samples": 200,
+    "b9_iterations": 200,
+    "b9_tokens": 400,
+    "b9_missed": 200,
 }
 QUICK = {
     "rounds": 1,
@@ -67,6 +70,9 @@ QUICK = {
     "b7_warmup_s": 0.2,
     "b7_duration_s": 0.8,
     "b8_samples": 10,
+    "b9_iterations": 5,
+    "b9_tokens": 40,
+    "b9_missed": 20,
 }
 
 
@@ -696,6 +702,45 @@ def b8(size: dict[str, Any]) -> Bench:
     return bench
 
 
+def b9(size: dict[str, Any]) -> Bench:
+    bench = Bench("B9", "resume: a dropped client back to its first missed frame, and replay")
+    server = Server("server_bridge.py")
+    args = [str(size[k]) for k in ("b9_iterations", "b9_tokens", "b9_missed")]
+    try:
+        for r in range(size["rounds"]):
+            with Meter([server]) as meter:
+                done = subprocess.run(
+                    [PY, str(HERE / "resume_client.py"), str(server.port), *args],
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    check=True,
+                )
+            got = json.loads(done.stdout.strip().splitlines()[-1])
+            for variant, key in (
+                ("fresh hello (baseline)", "fresh"),
+                ("resume, first replayed frame", "first"),
+                (f"resume, all {size['b9_missed']} missed frames", "all"),
+                ("resume after a reload (snapshot)", "snapshot"),
+            ):
+                bench.add(
+                    r, variant, meter, p50_ms=got[f"{key}_p50_ms"], p99_ms=got[f"{key}_p99_ms"]
+                )
+    finally:
+        server.stop()
+    bench.summarise(["p50_ms", "p99_ms"])
+    ratio = bench.ratio(
+        "first replayed frame / fresh hello, p50",
+        "resume, first replayed frame",
+        "fresh hello (baseline)",
+        "p50_ms",
+        None,
+    )
+    # A resume is a hello plus what was missed: it should cost little more than a hello.
+    bench.target("resume vs fresh hello, p50", ratio, 2.0, at_most=True)
+    return bench
+
+
 # Report ---------------------------------------------------------------------------------------
 
 
@@ -782,6 +827,7 @@ def main() -> int:
         ({"B2"}, b2),
         ({"B3"}, b3),
         ({"B8"}, b8),
+        ({"B9"}, b9),
         ({"B6", "B7"}, b6_b7),
         ({"B4", "B5"}, b4_b5),
     ]

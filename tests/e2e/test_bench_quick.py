@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPECTED = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8"]
+EXPECTED = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9"]
 
 
 def numbers(value: Any) -> list[float]:
@@ -65,4 +65,5 @@ def test_quick_mode_runs_every_benchmark(tmp_path: Path) -> None:
     assert summary["B7"]["bridge"]["calls_per_s"] > 0
     assert summary["B8"]["mid-tool-call"]["p99_ms"] > 0
     assert summary["B8"]["mid-stream"]["not_stopped"] == 0
+    assert summary["B9"]["resume, first replayed frame"]["p50_ms"] > 0
     assert any(line.startswith("B1") for line in done.stdout.splitlines())
