@@ -45,11 +45,13 @@ DEFAULT_PREFIX = "bridge"
 # cannot contain the ':' separator, so one cluster's keys never match another's pattern.
 _CLUSTER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
-# KEYS[1] the owner key; ARGV[1] the owner, ARGV[2] the lease in ms. Take a free lease, or
-# renew our own; a live lease of another owner is left alone.
+# KEYS[1] the owner key; ARGV[1] the owner, ARGV[2] the lease in ms. Take a free lease (2), or
+# renew our own (1); a live lease of another owner is left alone (0). The owner tells 2 from 1
+# on renewal: its lease had vanished (a Redis restarted empty, or a lapse nobody took), and so
+# may the record it guards.
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return 1
+  return 2
 end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -57,6 +59,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+_TAKEN = 2
 
 # KEYS[1] the owner key; ARGV[1] the owner. Only the holder may give the lease up: a worker
 # whose lease lapsed and was taken must not free its successor's.
@@ -209,9 +212,16 @@ class RedisStore:
             await self.client.delete(self.record_key(session_id), self.owner_key(session_id))
 
     async def acquire(self, session_id: str, owner: str, ttl_s: float) -> bool:
+        return await self.renew(session_id, owner, ttl_s) is not None
+
+    async def renew(self, session_id: str, owner: str, ttl_s: float) -> str | None:
+        """Like `acquire`, saying how: "renewed" (it was the caller's), "taken" (it was free:
+        for a holder, its lease had vanished), or None (another owner holds it)."""
         with self._errors("acquire"):
             taken = await self._acquire(keys=[self.owner_key(session_id)], args=[owner, _ms(ttl_s)])
-        return bool(taken)
+        if not taken:
+            return None
+        return "taken" if int(taken) == _TAKEN else "renewed"
 
     async def release(self, session_id: str, owner: str) -> None:
         with self._errors("release"):

@@ -41,16 +41,25 @@ class Cluster:
         self._tasks: list[asyncio.Task[None]] = []
         self._on_handover: Callable[[str], Coroutine[Any, Any, None]] | None = None
         self._on_lost: Callable[[str], Coroutine[Any, Any, None]] | None = None
+        self._on_renewed: Callable[[set[str]], Coroutine[Any, Any, None]] | None = None
+        # Whether the last renewal round could not reach the store (logged once per outage).
+        self.unreachable = False
 
     def start(
         self,
         on_handover: Callable[[str], Coroutine[Any, Any, None]],
         on_lost: Callable[[str], Coroutine[Any, Any, None]],
+        on_renewed: Callable[[set[str]], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
-        """Listen for handover requests and keep this worker's leases alive (once)."""
+        """Listen for handover requests and keep this worker's leases alive (once).
+
+        `on_renewed(retaken)` follows every renewal round that reached the store; `retaken`
+        are the sessions whose lease had vanished (a Redis restarted empty), whose records
+        may have gone with it."""
         if self._tasks:
             return
         self._on_handover, self._on_lost = on_handover, on_lost
+        self._on_renewed = on_renewed
         self._tasks = [
             asyncio.create_task(self._listen(), name="cluster listen"),
             asyncio.create_task(self._renew(), name="cluster renew"),
@@ -72,18 +81,26 @@ class Cluster:
         if await self.store.acquire(session_id, self.worker, self.lease_s):
             self.owned.add(session_id)
             return True
-        owner = await self.store.owner(session_id)
-        if owner is not None and owner != self.worker:
-            await self.store.tell(owner, _HANDOVER + session_id)
+        told: str | None = None
         # A live owner lets go within moments; a dead one's lease lapses. Either way the wait
         # is bounded by the lease.
         deadline = asyncio.get_running_loop().time() + self.lease_s + 1.0
-        while asyncio.get_running_loop().time() < deadline:
+        while True:
+            owner = await self.store.owner(session_id)
+            if owner is not None and owner != told and owner != self.worker:
+                # Asked again whenever the owner changes: another worker's claim may win the
+                # lease between our asking and our taking it (a client that dropped the
+                # connection it made there), and that worker must be asked in turn, or this
+                # claim waits out a lease nobody lets lapse.
+                await self.store.tell(owner, _HANDOVER + session_id)
+                told = owner
+            if asyncio.get_running_loop().time() >= deadline:
+                log.warning("session %s: its owner %s did not let go in time", session_id, owner)
+                return False
             await asyncio.sleep(_CLAIM_POLL_S)
             if await self.store.acquire(session_id, self.worker, self.lease_s):
                 self.owned.add(session_id)
                 return True
-        return False
 
     async def release(self, session_id: str) -> None:
         self.owned.discard(session_id)
@@ -107,17 +124,40 @@ class Cluster:
     async def _renew(self) -> None:
         while True:
             await asyncio.sleep(self.lease_s / 3)
-            for session_id in list(self.owned):
-                try:
-                    kept = await self.store.acquire(session_id, self.worker, self.lease_s)
-                except ConnectionError:
-                    # Unrenewed, the lease lapses; another worker may then take the session
-                    # from its last record. Sessions here go on meanwhile.
-                    log.warning("could not renew the lease of %s", session_id)
-                    continue
-                if not kept and self._on_lost is not None:
-                    self.owned.discard(session_id)
+            try:
+                retaken = await self._renew_round()
+            except ConnectionError:
+                # Unrenewed, the leases lapse; no other worker can take a session while the
+                # store is down either, and sessions here go on meanwhile. Said once an outage.
+                if not self.unreachable:
+                    log.warning("cannot renew session leases: the store is unreachable")
+                self.unreachable = True
+                continue
+            if self.unreachable:
+                log.warning("the store is reachable again; session leases renewed")
+                self.unreachable = False
+            if self._on_renewed is not None:
+                await self._on_renewed(retaken)
+
+    async def _renew_round(self) -> set[str]:
+        retaken: set[str] = set()
+        for session_id in list(self.owned):
+            if session_id not in self.owned:
+                continue
+            how = await self.store.renew(session_id, self.worker, self.lease_s)
+            if session_id not in self.owned:
+                # Let go (handed over) while the renewal was on its way: keeping the lease it
+                # renewed or took would make the next owner wait for it to lapse.
+                if how is not None:
+                    await self.store.release(session_id, self.worker)
+                continue
+            if how == "taken":
+                retaken.add(session_id)
+            elif how is None:
+                self.owned.discard(session_id)
+                if self._on_lost is not None:
                     await self._on_lost(session_id)
+        return retaken
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -34,6 +34,9 @@ __all__ = ["SessionHub"]
 log = logging.getLogger(__name__)
 
 _REPLACE_WAIT_S = 5.0
+# After a record could not be stored, later writes skip Redis for this long (the lease renewal,
+# every third of a lease, tries again sooner when Redis is back).
+_STORE_RETRY_S = 1.0
 
 
 class SessionHub:
@@ -66,6 +69,12 @@ class SessionHub:
         self._runtimes: dict[str, SessionRuntime] = {}
         self._connections: dict[str, Connection] = {}
         self._held: dict[str, asyncio.TimerHandle] = {}
+        # Cluster: sessions whose latest record could not be stored (Redis away), stored again
+        # once it answers; and until when a failed write lets later ones skip trying.
+        self._unstored: set[str] = set()
+        # Cluster: sessions this worker has claimed and is attaching a connection to.
+        self._arriving: dict[str, asyncio.Event] = {}
+        self._store_down_until = 0.0
 
     def __len__(self) -> int:
         return len(self._runtimes)
@@ -95,21 +104,56 @@ class SessionHub:
                 code=ErrorCode.UNSUPPORTED_PROTOCOL,
             )
         session_id = connection.session_id
+        claimed = False
+        arriving = asyncio.Event()
         try:
-            runtime = self._runtimes.get(session_id)
-            session = runtime.session if runtime is not None else await self._stored(session_id)
-            if session is not None:
-                _authorise(session, connection, hello)
-            if runtime is None and self._cluster is not None:
-                await self._claim(session_id)
-                # What the worker that had it stored when it let go.
-                session = await self._stored(session_id)
-        except ConnectionError:
-            raise ConnectionRefused(
-                "the session store cannot be reached; try again later", close_code=CloseCode.BUSY
-            ) from None
+            try:
+                runtime = self._runtimes.get(session_id)
+                session = runtime.session if runtime is not None else await self._stored(session_id)
+                if session is not None:
+                    _authorise(session, connection, hello)
+                if runtime is None and self._cluster is not None:
+                    await self._claim(session_id)
+                    claimed = True
+                    self._arriving[session_id] = arriving
+                    # What the worker that had it stored when it let go. It is checked again:
+                    # a session too new to have been stored had nothing to check it against.
+                    session = await self._stored(session_id)
+                    if session is not None:
+                        _authorise(session, connection, hello)
+            except ConnectionError:
+                raise ConnectionRefused(
+                    "the session store cannot be reached; try again later",
+                    close_code=CloseCode.BUSY,
+                ) from None
+            return await self._attach(connection, hello, runtime, session)
+        except BaseException:
+            if claimed and self._runtimes.get(session_id) is None and self._cluster is not None:
+                # Refused after the claim: a lease held with no runtime behind it would only
+                # make the next worker wait for it to lapse.
+                await self._cluster.release(session_id)
+            raise
+        finally:
+            arriving.set()
+            if self._arriving.get(session_id) is arriving:
+                del self._arriving[session_id]
+
+    async def _attach(
+        self,
+        connection: Connection,
+        hello: HelloMessage,
+        runtime: SessionRuntime | None,
+        session: Session | None,
+    ) -> tuple[SessionRuntime, list[BaseModel]]:
+        session_id = connection.session_id
         if session is None:
-            return self._start(connection, hello)
+            runtime, headers = self._start(connection, hello)
+            if self._cluster is not None:
+                # Stored before the client learns its resume token: a worker the client comes
+                # back to, or a stranger lands on, then has the record to check the token
+                # against before it asks the owner to let go.
+                await runtime.checkpoint()
+            return runtime, headers
         assert hello.resume is not None  # `_authorise` let only a resume through
         plan = session.resume_plan(hello.resume)
         taken_over = runtime is None
@@ -125,7 +169,7 @@ class SessionHub:
 
     async def _claim(self, session_id: str) -> None:
         assert self._cluster is not None
-        self._cluster.start(self._hand_over, self._lost)
+        self._cluster.start(self._hand_over, self._lost, self._renewed)
         if not await self._cluster.claim(session_id):
             raise ConnectionRefused(
                 "the session is busy on another worker; try again", close_code=CloseCode.BUSY
@@ -173,12 +217,52 @@ class SessionHub:
         return runtime
 
     async def _put(self, session: Session) -> None:
-        await self.store.put(session.id, session.dump(), self._limits.ttl_s)
+        """Store a running session's record (cluster only). With Redis away the session goes on
+        in this worker's memory rather than failing its run or its connection: what cannot be
+        stored now is stored once Redis answers again (`_renewed`). Meanwhile no other worker
+        can take the session either (claims need Redis too)."""
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._store_down_until:
+            # A write just failed: do not make every frame wait for another failure.
+            self._unstored.add(session.id)
+            return
+        try:
+            await self.store.put(session.id, session.dump(), self._limits.ttl_s)
+        except ConnectionError:
+            if not self._unstored:
+                log.warning("session records cannot be stored: the store is unreachable")
+            self._unstored.add(session.id)
+            self._store_down_until = loop.time() + _STORE_RETRY_S
+            return
+        self._unstored.discard(session.id)
+
+    async def _renewed(self, retaken: set[str]) -> None:
+        """The store answered a lease renewal: store again the records it may lack, those not
+        stored during an outage and those of leases that had vanished with a restarted Redis."""
+        self._store_down_until = 0.0
+        for session_id in retaken | self._unstored:
+            runtime = self._runtimes.get(session_id)
+            if runtime is None:
+                self._unstored.discard(session_id)
+                continue
+            await runtime.checkpoint()
+        if not self._unstored and retaken:
+            log.info("stored %d session records again after the store came back", len(retaken))
 
     async def _hand_over(self, session_id: str) -> None:
         """Another worker has this session's client now: stop here without ending anything,
         store the record and let the lease go."""
         assert self._cluster is not None
+        arriving = self._arriving.get(session_id)
+        if arriving is not None:
+            # This worker won the lease and is attaching a connection to the session right
+            # now: let that finish and hand over what it made. Letting go of the lease at once
+            # would leave the attach going on without it, the session running in two places.
+            try:
+                async with asyncio.timeout(_REPLACE_WAIT_S):
+                    await arriving.wait()
+            except TimeoutError:
+                log.warning("session %s: handing over while still attaching here", session_id)
         timer = self._held.pop(session_id, None)
         if timer is not None:
             timer.cancel()
@@ -190,7 +274,13 @@ class SessionHub:
             if connection is not None:
                 runtime.outbox.detach(connection.notify)
             await runtime.hand_over()
+            # Redis carried the request, so it is worth trying now whatever failed before.
+            self._store_down_until = 0.0
             await runtime.checkpoint()
+            if session_id in self._unstored:
+                # The next owner goes on from the last record that was stored, as after a crash.
+                log.warning("session %s handed over without its latest record", session_id)
+                self._unstored.discard(session_id)
         await self._cluster.release(session_id)
 
     async def _lost(self, session_id: str) -> None:
@@ -229,7 +319,12 @@ class SessionHub:
         if for_good:
             del self._runtimes[session_id]
             await runtime.end("disconnected")
-            await self.store.delete(session_id)
+            self._unstored.discard(session_id)
+            try:
+                await self.store.delete(session_id)
+            except ConnectionError:
+                # Redis away: the record expires with its time to live instead.
+                log.warning("session %s ended; its record could not be deleted", session_id)
             if self._cluster is not None:
                 await self._cluster.release(session_id)
             return
@@ -251,7 +346,18 @@ class SessionHub:
         await runtime.end("disconnected")
         if session_id in self._connections or self._runtimes.get(session_id) is not runtime:
             return
-        await self.store.put(session_id, runtime.session.dump(), self._limits.ttl_s)
+        try:
+            await self.store.put(session_id, runtime.session.dump(), self._limits.ttl_s)
+        except ConnectionError:
+            # Redis away: keep the session here and try again later, rather than drop the
+            # only copy of its record.
+            log.warning("session %s could not be retired: the store is unreachable", session_id)
+            loop = asyncio.get_running_loop()
+            self._held[session_id] = loop.call_later(
+                _STORE_RETRY_S * 5, self._grace_over, session_id
+            )
+            return
+        self._unstored.discard(session_id)
         if session_id not in self._connections and self._runtimes.get(session_id) is runtime:
             del self._runtimes[session_id]
             if self._cluster is not None:
