@@ -1,7 +1,11 @@
-import type { CompleteMessage, Limits, ReadyMessage, RejectedTool, RunStartedMessage, ServerMessage, SnapshotMessage, StepRetryMessage, TokenMessage, ToolCancelMessage, ToolRequestMessage, ToolResultMessage, ToolsUpdatedMessage } from "./protocol.js";
+import type { RejectedTool, ServerMessage } from "./protocol.js";
+import { type BridgeErrorCode, type BridgeErrorEvent, type BridgeLimits, type CompleteReason, type ReadyEvent, type RunCompleteEvent, type RunStartEvent, type SnapshotEvent, type StepRetryEvent, type TokenEvent, type TokenUsage, type ToolCancelEvent, type ToolRequestEvent, type ToolResultEvent, type ToolsUpdatedEvent } from "./events.js";
+import type { FromSchema, JsonSchema, ObjectSchema } from "./schema.js";
+import { type ChangeEvent, type Turn } from "./transcript.js";
+export type { FromSchema, JsonSchema, ObjectSchema } from "./schema.js";
+export type * from "./events.js";
+export type * from "./transcript.js";
 export declare const PROTOCOL_VERSION = 1;
-/** JSON Schema, as a plain object. */
-export type JsonSchema = Record<string, unknown>;
 /** A tool definition as it travels in `hello` and `register_tools`. */
 export interface WireToolDefinition {
     name: string;
@@ -58,6 +62,22 @@ export interface ToolRegistration<A = Record<string, unknown>, R = unknown> {
     untrustedContent?: boolean;
     handler: ToolHandler<A, R>;
 }
+/** A tool whose handler's arguments are typed from its literal `parameters` schema. */
+export interface ToolDefinition<P extends ObjectSchema, R = unknown> extends Omit<ToolRegistration<FromSchema<P>, R>, "parameters" | "handler"> {
+    parameters: P;
+    handler: ToolHandler<FromSchema<P>, R>;
+}
+/**
+ * A tool with its handler's arguments typed from its `parameters`, written as a literal in the
+ * call (or declared elsewhere `as const`): `{type: "object", properties: {city: {type: "string"}},
+ * required: ["city"]}` gives `{city: string}`, and a property the schema does not have is a
+ * compile error. Checked like `registerTool` checks, at once; returns the tool unchanged.
+ */
+export declare function defineTool<const P extends ObjectSchema, R = unknown>(tool: ToolDefinition<P, R>): ToolRegistration<FromSchema<P>, R> & {
+    parameters: P;
+};
+/** Throws a TypeError when the server would refuse the tool, or it cannot work at all. */
+export declare function checkTool(tool: ToolRegistration<any, any>): void;
 /** Throw from a handler (or call `context.deny()`) when the person refused. */
 export declare class ToolDenied extends Error {
     constructor(message?: string);
@@ -73,13 +93,13 @@ export declare class ToolCancelled extends Error {
     readonly reason: string;
     constructor(reason: string);
 }
-/** The server refused something this client asked for (an approval answer, a cancel). */
+/** The server refused something this client asked for (an approval answer, a cancel, a message). */
 export declare class BridgeError extends Error {
-    /** The server's error code (`unknown_approval`, `invalid_arguments`, `unknown_call`) or `client_*`. */
-    readonly code: string;
+    /** The server's error code (`unknown_approval`, `invalid_arguments`, `unknown_call`, ...) or `client_*`. */
+    readonly code: BridgeErrorCode;
     /** The call the refusal is about. */
     readonly id: string | undefined;
-    constructor(code: string, message: string, id?: string);
+    constructor(code: BridgeErrorCode, message: string, id?: string);
 }
 export interface ApproveOptions {
     /** Run the call with these arguments instead; the server checks them against the tool's schema. */
@@ -140,19 +160,26 @@ export interface ToolProgressEvent {
     progress?: number;
     message?: string;
 }
-/** Errors from the server (`error` messages) and from the client itself (code `client_*`). */
-export interface BridgeErrorEvent {
-    code: string;
-    message: string;
-    id?: string | null;
-    run_id?: string | null;
+/** What `send()` resolves to once the run its message started is complete. */
+export interface RunResult {
+    runId: string;
+    /** The run's text, as the transcript has it (a step made again counts once). */
+    text: string;
+    /** Every call of the run with its terminal result, server-side tools included. */
+    toolResults: ToolResultEvent[];
+    /**
+     * How it ended; `unknown` when it ended while this page was away for longer than the server's
+     * replay window (the snapshot showed its text, not how it ended).
+     */
+    reason: CompleteReason | "unknown";
+    usage: TokenUsage | null;
 }
 /** The session carried on over a new connection: `ready.resumed`, and what the client did. */
 export interface ResumedEvent {
-    from_seq: number;
-    pending_calls: string[];
+    fromSeq: number;
+    pendingCalls: string[];
     /** Approval requests still open; each is (or was already) surfaced once as `approvalRequest`. */
-    pending_approvals: string[];
+    pendingApprovals: string[];
     /** The server could not replay everything missed; a `snapshot` event follows. */
     gap: boolean;
     /** The session was picked up from storage: this page (or client) is not the one that began it. */
@@ -169,24 +196,27 @@ export interface ResetEvent {
 }
 export interface AgentBridgeEvents {
     status: StatusEvent;
-    ready: ReadyMessage;
+    ready: ReadyEvent;
     /** After `ready`, when it carried on an existing session. */
     resumed: ResumedEvent;
     /** The conversation so far, sent when replay could not cover what was missed (e.g. after a reload). */
-    snapshot: SnapshotMessage;
-    /** The resume found no session: the server started a fresh one under the same id. */
+    snapshot: SnapshotEvent;
+    /**
+     * The server no longer had the session (it expired, or the server restarted without a shared
+     * store): a fresh one started under the same id, and the conversation shown so far is gone.
+     */
     reset: ResetEvent;
     /** The text streamed so far in the run's current step is void; a new attempt's tokens follow. */
-    stepRetry: StepRetryMessage;
-    toolsUpdated: ToolsUpdatedMessage;
-    /** Tools the server refused, with its validation errors; fired when there are any. */
+    stepRetry: StepRetryEvent;
+    toolsUpdated: ToolsUpdatedEvent;
+    /** Tools the server refused, with its validation errors; fired (after `ready`) when there are any. */
     rejected: RejectedTool[];
-    runStart: RunStartedMessage;
-    token: TokenMessage;
-    toolRequest: ToolRequestMessage;
+    runStart: RunStartEvent;
+    token: TokenEvent;
+    toolRequest: ToolRequestEvent;
     toolProgress: ToolProgressEvent;
-    toolCancel: ToolCancelMessage;
-    toolResult: ToolResultMessage;
+    toolCancel: ToolCancelEvent;
+    toolResult: ToolResultEvent;
     /**
      * A person must approve a call before it runs. Emitted once per call id in a page, including
      * for requests still open after a reconnect or a page reload.
@@ -194,9 +224,14 @@ export interface AgentBridgeEvents {
     approvalRequest: ApprovalRequest;
     /** An approval request is over, answered here or not. */
     approvalSettled: ApprovalSettledEvent;
-    runComplete: CompleteMessage;
+    runComplete: RunCompleteEvent;
     error: BridgeErrorEvent;
-    /** Every server message, after the specific event. */
+    /** `messages` changed: a turn was added, or a turn's text or tool parts. */
+    change: ChangeEvent;
+    /**
+     * Every server frame as it came over the wire (the protocol's snake_case), after the specific
+     * event: for logging and protocol tools; apps read the events above.
+     */
     message: ServerMessage;
 }
 export type Listener<T> = (event: T) => void;
@@ -230,11 +265,39 @@ export interface StorageLike {
     setItem(key: string, value: string): void;
     removeItem(key: string): void;
 }
+/** The page events the client listens to; `window` and `document` have them. */
+export interface PageLike {
+    addEventListener(type: string, listener: (event: unknown) => void): void;
+    removeEventListener(type: string, listener: (event: unknown) => void): void;
+    readonly visibilityState?: string;
+}
+/** The part of `BroadcastChannel` the client uses to tell tabs apart. */
+export interface ChannelLike {
+    onmessage: ((event: {
+        data: unknown;
+    }) => void) | null;
+    postMessage(message: unknown): void;
+    close(): void;
+}
+export type ChannelFactory = new (name: string) => ChannelLike;
 export interface AgentBridgeOptions {
+    /**
+     * A shared token, sent as `?token=` (browsers cannot set headers on a WebSocket handshake). For
+     * pages, prefer `ticket`: a URL ends up in logs and history, a ticket is good once for seconds.
+     */
     token?: string;
     /**
+     * Called before each connection for a single-use ticket, sent as `?ticket=` instead of a token:
+     * typically a `POST /ws-ticket` with the page's normal credentials (see `fetchTicket`). A
+     * failure is retried like a dropped connection.
+     */
+    ticket?: () => Promise<string> | string;
+    /**
      * Appended to the URL as /ws/agent/{sessionId} unless the URL already names a session. Without
-     * one, the id is kept in `storage`, so a reload of the page comes back to the same session.
+     * one the client makes one per tab, kept in `storage` so a reload of the page comes back to the
+     * same session, and a duplicated tab (whose storage is a copy) gets its own. Two pages that
+     * connect with the same id evict each other (close code 4409): choose an id yourself only when
+     * one page at a time should hold the conversation.
      */
     sessionId?: string;
     clientName?: string;
@@ -254,21 +317,47 @@ export interface AgentBridgeOptions {
      */
     afterReload?: "snapshot" | "replay";
     WebSocket?: WebSocketFactory;
+    /**
+     * Where `online`, `visibilitychange`, `pagehide` and `pageshow` come from: `window` and
+     * `document` by default; `null` listens to nothing (a reconnect then waits for its backoff).
+     */
+    page?: PageLike | null;
+    /** How tabs find each other (to tell a duplicated tab from a reload): `BroadcastChannel` by default. */
+    BroadcastChannel?: ChannelFactory | null;
     /** For tests: the randomness behind the jitter. */
     random?: () => number;
 }
 export declare class AgentBridge {
-    readonly url: string;
-    readonly sessionId: string;
+    private currentUrl;
+    private currentSessionId;
     private readonly token;
+    private readonly ticketSource;
     private readonly clientName;
     private readonly reconnectOptions;
     private readonly WebSocketImpl;
     private readonly random;
     private readonly storage;
-    private readonly storageKey;
+    private storageKey;
     /** Where a generated session id is kept; null when the app chose the id. */
     private readonly sessionPointerKey;
+    /** The URL as given, to make the socket URL again when the session id changes. */
+    private readonly baseUrl;
+    private readonly page;
+    private readonly visibility;
+    private readonly pageListeners;
+    private channel;
+    /** Settles once this tab knows the session id is its own (a duplicated tab's is not). */
+    private claim;
+    /** A connection is being prepared (the claim, a ticket) before its socket exists. */
+    private preparing;
+    private preparations;
+    private readonly transcript;
+    /** Promises of `send()` whose run has started, by run id. */
+    private readonly waiters;
+    private lastFrameAt;
+    private restartUntil;
+    private rateLimitedUntil;
+    private ticketRefusals;
     private readonly afterReload;
     private readonly tools;
     private readonly listeners;
@@ -302,14 +391,29 @@ export declare class AgentBridge {
     private fromStorage;
     private resetError;
     private storageFailed;
+    /** The current connection was opened with a ticket. */
+    private usedTicket;
     /** Sequence number of the last server message processed. */
     lastSeq: number;
     constructor(url: string, options?: AgentBridgeOptions);
+    /** The WebSocket endpoint, `/ws/agent/{sessionId}`. */
+    get url(): string;
+    /**
+     * The session's id. A generated one can change once, before the first connection, when this
+     * tab turns out to be a duplicate of another that holds it.
+     */
+    get sessionId(): string;
+    /**
+     * The conversation as user and assistant turns, kept current from the server's events and
+     * rebuilt from its snapshot after a reload; a new array (and new objects for what changed) on
+     * every `change`.
+     */
+    get messages(): readonly Turn[];
     get status(): ConnectionStatus;
     /** Tools the server refused, by name, with its reasons. */
     get rejectedTools(): RejectedTool[];
     get serverTools(): string[];
-    get limits(): Limits | null;
+    get limits(): BridgeLimits | null;
     /** The run in progress, if any. */
     get runId(): string | null;
     get toolNames(): string[];
@@ -320,13 +424,20 @@ export declare class AgentBridge {
     on<K extends keyof AgentBridgeEvents>(type: K, listener: Listener<AgentBridgeEvents[K]>): () => void;
     off<K extends keyof AgentBridgeEvents>(type: K, listener: Listener<AgentBridgeEvents[K]>): void;
     private emit;
-    /** Add a tool; sent in the next hello, or at once when connected. Returns its remover. */
+    /**
+     * Add a tool; sent in the next hello, or at once when connected. Returns its remover. Throws a
+     * TypeError at once for what the server would refuse (see `checkTool`). With a literal
+     * `parameters` schema the handler's arguments are typed from it, as with `defineTool`.
+     */
+    registerTool<const P extends ObjectSchema, R = unknown>(tool: ToolDefinition<P, R>): () => void;
     registerTool<A = Record<string, unknown>, R = unknown>(tool: ToolRegistration<A, R>): () => void;
     registerTools(tools: Iterable<ToolRegistration<any, any>>): void;
     unregisterTool(name: string): boolean;
     /** The definitions as the server receives them. */
     definitions(): WireToolDefinition[];
     connect(): void;
+    private prepare;
+    private openSocket;
     /**
      * Close for good: no reconnect until `connect()` is called again. The server holds the session
      * for a while, so `connect()` (or a new page) can still resume it; `bye()` ends it.
@@ -339,7 +450,7 @@ export declare class AgentBridge {
      * is delivered once: one that may have been lost with a connection is sent again only when the
      * server shows it never got it.
      */
-    send(text: string): void;
+    send(text: string): Promise<RunResult>;
     /**
      * Cancel one tool call (the person clicked "cancel" on its card): the call ends `cancelled`, its
      * handler's signal aborts with reason `by_user`, and the run goes on. Works on a call waiting
@@ -349,8 +460,13 @@ export declare class AgentBridge {
     cancelCall(id: string): Promise<void>;
     /** The approval requests still waiting for an answer, in the order they were asked. */
     get pendingApprovals(): ApprovalRequest[];
-    /** Stop the current run; false when there is no connection to send it on. */
+    /**
+     * Stop the current run, and drop the messages queued behind it (their `send()` promises reject
+     * with `client_stopped`). False when there is no run to stop, or no connection to send it on.
+     */
     stop(): boolean;
+    /** These messages will never start a run: out of the queue, their promises rejected. */
+    private dropOutgoing;
     private transmit;
     /** Send the messages not sent yet, in order, unless earlier ones are still in doubt. */
     private flush;
@@ -362,9 +478,13 @@ export declare class AgentBridge {
      */
     private reconcile;
     private onSync;
+    /** The server has a message: its run started. Returns the page's entry for it, if it sent it. */
     private confirm;
+    /** The run is over: its `send()` promise resolves with what the transcript has of it. */
+    private settleRun;
     private setStatus;
     private receive;
+    private onSnapshot;
     private onError;
     private onReady;
     private onResumed;
@@ -373,9 +493,25 @@ export declare class AgentBridge {
     private forgetSession;
     private endRun;
     private noteRejections;
+    private emitRejections;
     private onClosed;
     private backoff;
+    /**
+     * No frame for this long means the link is dead: the server pings every heartbeat interval, so
+     * twice that (or interval + timeout, when the server allows more) is a ping missed for sure.
+     */
+    private deadLinkMs;
     private armWatchdog;
+    private listenToPage;
+    /** Reconnect now if waiting to, and check a link that has been quiet. */
+    private wake;
+    private readPointer;
+    private writePointer;
+    private openChannel;
+    /** Whether another live tab holds this session id; no answer in time means none does. */
+    private probe;
+    /** This tab is a duplicate: it gets a session of its own, and nothing of the other's. */
+    private takeNewSessionId;
     private clearWatchdog;
     private onDeadLink;
     private abortCall;
@@ -404,3 +540,10 @@ export declare class AgentBridge {
     private remove;
 }
 export declare function toWire(tool: ToolRegistration<any, any>): WireToolDefinition;
+/** The wait a `4429` close reason asks for ("...; retry in 12 s"), in ms; 0 when it names none. */
+export declare function retryHintMs(reason: string): number;
+/**
+ * A ticket for `AgentBridge`'s `ticket` option: `POST {server}/ws-ticket` with the page's own
+ * credentials (its cookies, or the headers given), and the ticket from the answer.
+ */
+export declare function fetchTicket(server: string, init?: RequestInit): Promise<string>;

@@ -1,5 +1,57 @@
 // The browser side of the bridge: one WebSocket per session, tools answered in the page.
+import { errorEvent, limitsFromWire, readyEvent, runCompleteEvent, runStartEvent, snapshotEvent, stepRetryEvent, tokenEvent, toolCancelEvent, toolRequestEvent, toolResultEvent, toolsUpdatedEvent, } from "./events.js";
+import { Transcript } from "./transcript.js";
 export const PROTOCOL_VERSION = 1;
+/**
+ * A tool with its handler's arguments typed from its `parameters`, written as a literal in the
+ * call (or declared elsewhere `as const`): `{type: "object", properties: {city: {type: "string"}},
+ * required: ["city"]}` gives `{city: string}`, and a property the schema does not have is a
+ * compile error. Checked like `registerTool` checks, at once; returns the tool unchanged.
+ */
+export function defineTool(tool) {
+    checkTool(tool);
+    return tool;
+}
+// The server's rule for names (and most model APIs'): checked here so the mistake is reported
+// at the line that made it, not later as a `rejected` event.
+const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+/** Throws a TypeError when the server would refuse the tool, or it cannot work at all. */
+export function checkTool(tool) {
+    const name = tool.name;
+    if (typeof name !== "string" || !TOOL_NAME.test(name)) {
+        throw new TypeError(`tool name ${JSON.stringify(name)} is not 1-64 letters, digits, _ or -`);
+    }
+    if (typeof tool.handler !== "function")
+        throw new TypeError(`tool ${name} has no handler`);
+    if (tool.description !== undefined && typeof tool.description !== "string") {
+        throw new TypeError(`tool ${name}: description must be a string`);
+    }
+    if (tool.parameters !== undefined) {
+        const parameters = tool.parameters;
+        if (!isPlainObject(parameters) || parameters.type !== "object") {
+            throw new TypeError(`tool ${name}: parameters must be a JSON Schema with "type": "object" at the top`);
+        }
+        if (parameters.properties !== undefined && !isPlainObject(parameters.properties)) {
+            throw new TypeError(`tool ${name}: parameters.properties must be an object`);
+        }
+        if (parameters.required !== undefined && !(Array.isArray(parameters.required) && parameters.required.every((item) => typeof item === "string"))) {
+            throw new TypeError(`tool ${name}: parameters.required must be a list of names`);
+        }
+    }
+    if (tool.outputSchema !== undefined && !isPlainObject(tool.outputSchema)) {
+        throw new TypeError(`tool ${name}: outputSchema must be a JSON Schema object`);
+    }
+    if (tool.timeoutMs !== undefined && !(Number.isInteger(tool.timeoutMs) && tool.timeoutMs > 0)) {
+        throw new TypeError(`tool ${name}: timeoutMs must be a positive whole number of milliseconds`);
+    }
+    // The server refuses the pair as contradictory; saying so here points at the line to fix.
+    if (tool.readOnly && tool.destructive) {
+        throw new TypeError(`tool ${name} cannot be both readOnly and destructive`);
+    }
+}
+function isPlainObject(value) {
+    return value !== null && typeof value === "object" && !Array.isArray(value);
+}
 /** Throw from a handler (or call `context.deny()`) when the person refused. */
 export class ToolDenied extends Error {
     constructor(message = "the person declined") {
@@ -27,9 +79,9 @@ export class ToolCancelled extends Error {
         this.reason = reason;
     }
 }
-/** The server refused something this client asked for (an approval answer, a cancel). */
+/** The server refused something this client asked for (an approval answer, a cancel, a message). */
 export class BridgeError extends Error {
-    /** The server's error code (`unknown_approval`, `invalid_arguments`, `unknown_call`) or `client_*`. */
+    /** The server's error code (`unknown_approval`, `invalid_arguments`, `unknown_call`, ...) or `client_*`. */
     code;
     /** The call the refusal is about. */
     id;
@@ -51,8 +103,24 @@ const DEFAULT_RECONNECT = {
 // server refuses what this client is (bad session id, unsupported protocol), or a message of
 // ours is too big and would be sent again.
 const FINAL_CLOSE_CODES = new Set([1008, 1009, 4401, 4403, 4409]);
+// The server is going away or restarting: it will be back soon, so the client keeps trying
+// often (at most RESTART_DELAY_MS apart) for RESTART_WINDOW_MS instead of backing off to 10 s.
+const RESTART_CLOSE_CODES = new Set([1001, 1012]);
+const RESTART_DELAY_MS = 1_000;
+const RESTART_WINDOW_MS = 30_000;
+// After `4429` the server asks for a wait ("retry in N s"); never less than this.
+const RATE_LIMITED_MIN_MS = 5_000;
+// A hint is honoured up to this; a reason asking for longer is more likely a mistake than a plan.
+const RATE_LIMITED_MAX_MS = 600_000;
+const RETRY_IN = /(?:retry|try again) in (\d+(?:\.\d+)?) ?s\b|(?:retry|try again) in a minute/;
 // Used until a `ready` has told the real heartbeat: the server's defaults, 20 s + 20 s.
 const DEFAULT_DEAD_LINK_MS = 40_000;
+// When the page comes back (visible, online) on a link that has been quiet a while, a ping must
+// be answered within this or the link is taken for dead.
+const WAKE_PROBE_MS = 5_000;
+// How long a tab that found its session id marked in use waits for the holder to answer.
+const CLAIM_PROBE_MS = 150;
+const CHANNEL_NAME = "agent-bridge:v1";
 // From the socket's creation to `ready`; the server itself waits 10 s for a hello.
 const HANDSHAKE_TIMEOUT_MS = 15_000;
 // How many acknowledged call ids are remembered, so a stray replay of an old request never runs.
@@ -60,9 +128,10 @@ const ACKNOWLEDGED_MEMORY = 1024;
 const SESSION_IN_PATH = /\/ws\/agent\/([^/]+)\/?$/;
 const STORAGE_PREFIX = "agent-bridge:v1";
 export class AgentBridge {
-    url;
-    sessionId;
+    currentUrl;
+    currentSessionId;
     token;
+    ticketSource;
     clientName;
     reconnectOptions;
     WebSocketImpl;
@@ -71,6 +140,24 @@ export class AgentBridge {
     storageKey;
     /** Where a generated session id is kept; null when the app chose the id. */
     sessionPointerKey;
+    /** The URL as given, to make the socket URL again when the session id changes. */
+    baseUrl;
+    page;
+    visibility;
+    pageListeners = [];
+    channel = null;
+    /** Settles once this tab knows the session id is its own (a duplicated tab's is not). */
+    claim = null;
+    /** A connection is being prepared (the claim, a ticket) before its socket exists. */
+    preparing = false;
+    preparations = 0;
+    transcript;
+    /** Promises of `send()` whose run has started, by run id. */
+    waiters = new Map();
+    lastFrameAt = 0;
+    restartUntil = 0;
+    rateLimitedUntil = 0;
+    ticketRefusals = 0;
     afterReload;
     tools = new Map();
     listeners = new Map();
@@ -104,31 +191,64 @@ export class AgentBridge {
     fromStorage = false;
     resetError = null;
     storageFailed = false;
+    /** The current connection was opened with a ticket. */
+    usedTicket = false;
     /** Sequence number of the last server message processed. */
     lastSeq = 0;
     constructor(url, options = {}) {
         const found = SESSION_IN_PATH.exec(url.split(/[?#]/)[0] ?? "");
+        this.baseUrl = url;
         this.storage = options.storage === undefined ? defaultStorage() : options.storage;
+        this.transcript = new Transcript(() => this.emit("change", { messages: this.transcript.messages }));
+        this.page = options.page === undefined ? defaultPage("window") : options.page;
+        this.visibility = options.page === undefined ? defaultPage("document") : options.page;
         let sessionId = options.sessionId ?? (found ? decodeURIComponent(found[1]) : null);
         this.sessionPointerKey = null;
+        let duplicate = null;
         if (sessionId === null) {
             this.sessionPointerKey = `${STORAGE_PREFIX}:session:${socketUrl(url, null)}`;
-            sessionId = this.read(this.sessionPointerKey) ?? newSessionId();
+            const pointer = this.readPointer();
+            sessionId = pointer?.id ?? newSessionId();
+            // Marked held: either this tab is a duplicate (its storage a copy of a live tab's) or the
+            // page that held it ended without `pagehide` (a crash). Only the other tab can tell.
+            if (pointer?.held)
+                duplicate = pointer;
         }
-        this.sessionId = sessionId;
-        this.url = socketUrl(url, found ? null : this.sessionId);
-        this.storageKey = `${STORAGE_PREFIX}:${this.sessionId}:${this.url}`;
+        this.currentSessionId = sessionId;
+        this.currentUrl = socketUrl(url, found ? null : sessionId);
+        this.storageKey = `${STORAGE_PREFIX}:${sessionId}:${this.currentUrl}`;
         this.afterReload = options.afterReload ?? "snapshot";
         this.token = options.token;
+        this.ticketSource = options.ticket ?? null;
         this.clientName = options.clientName ?? "agent-bridge-js";
         this.reconnectOptions =
             options.reconnect === false ? false : { ...DEFAULT_RECONNECT, ...options.reconnect };
-        const impl = options.WebSocket ?? globalThis.WebSocket;
-        if (!impl)
-            throw new Error("no WebSocket implementation: pass options.WebSocket");
-        this.WebSocketImpl = impl;
+        // Looked up when connecting, so a client can be made (and tools registered) where there is
+        // no WebSocket yet, as in Node 20 without --experimental-websocket.
+        this.WebSocketImpl = options.WebSocket ?? null;
+        if (options.autoConnect !== false)
+            webSocketImpl(this.WebSocketImpl);
         this.random = options.random ?? Math.random;
-        this.restore();
+        if (this.sessionPointerKey !== null) {
+            const Channel = options.BroadcastChannel === undefined
+                ? globalThis.BroadcastChannel ?? null
+                : options.BroadcastChannel;
+            this.openChannel(Channel);
+            this.writePointer(true);
+        }
+        if (duplicate !== null && this.channel !== null) {
+            // What is restored depends on whose id this is: wait for the answer before using it.
+            this.claim = this.probe(duplicate.id).then((taken) => {
+                this.claim = null;
+                if (taken)
+                    this.takeNewSessionId();
+                this.restore();
+            });
+        }
+        else {
+            this.restore();
+        }
+        this.listenToPage();
         if (options.autoConnect !== false) {
             // Deferred so the page can register tools and listeners first and they go in the hello.
             queueMicrotask(() => {
@@ -138,6 +258,25 @@ export class AgentBridge {
         }
     }
     // State -----------------------------------------------------------------------------------
+    /** The WebSocket endpoint, `/ws/agent/{sessionId}`. */
+    get url() {
+        return this.currentUrl;
+    }
+    /**
+     * The session's id. A generated one can change once, before the first connection, when this
+     * tab turns out to be a duplicate of another that holds it.
+     */
+    get sessionId() {
+        return this.currentSessionId;
+    }
+    /**
+     * The conversation as user and assistant turns, kept current from the server's events and
+     * rebuilt from its snapshot after a reload; a new array (and new objects for what changed) on
+     * every `change`.
+     */
+    get messages() {
+        return this.transcript.messages;
+    }
     get status() {
         return this.currentStatus;
     }
@@ -149,7 +288,7 @@ export class AgentBridge {
         return this.ready?.server_tools ?? [];
     }
     get limits() {
-        return this.ready?.limits ?? null;
+        return this.ready ? limitsFromWire(this.ready.limits) : null;
     }
     /** The run in progress, if any. */
     get runId() {
@@ -192,8 +331,6 @@ export class AgentBridge {
             }
         }
     }
-    // Tools -----------------------------------------------------------------------------------
-    /** Add a tool; sent in the next hello, or at once when connected. Returns its remover. */
     registerTool(tool) {
         this.registerTools([tool]);
         return () => this.unregisterTool(tool.name);
@@ -202,16 +339,11 @@ export class AgentBridge {
         const added = [];
         const names = new Set();
         for (const tool of tools) {
+            checkTool(tool);
             if (this.tools.has(tool.name) || names.has(tool.name)) {
                 throw new Error(`a tool named ${tool.name} is already registered`);
             }
             names.add(tool.name);
-            if (typeof tool.handler !== "function")
-                throw new TypeError(`tool ${tool.name} has no handler`);
-            // The server refuses the pair as contradictory; saying so here points at the line to fix.
-            if (tool.readOnly && tool.destructive) {
-                throw new TypeError(`tool ${tool.name} cannot be both readOnly and destructive`);
-            }
             added.push(tool);
         }
         for (const tool of added)
@@ -240,16 +372,59 @@ export class AgentBridge {
             clearTimeout(this.timer);
             this.timer = null;
         }
-        if (this.socket)
+        if (this.socket || this.preparing)
             return;
         this.setStatus({ status: this.attempt > 0 ? "reconnecting" : "connecting", attempt: this.attempt });
-        const url = this.token ? withToken(this.url, this.token) : this.url;
+        if (this.claim === null && this.ticketSource === null) {
+            this.openSocket(null);
+            return;
+        }
+        // Something must settle first (whose session id this is, a fresh ticket): the socket
+        // opens after it, unless close() or another connect() came in between.
+        this.preparing = true;
+        const preparation = ++this.preparations;
+        void this.prepare().then((ticket) => {
+            if (preparation !== this.preparations)
+                return;
+            this.preparing = false;
+            if (!this.closedByUser)
+                this.openSocket(ticket);
+        }, (error) => {
+            if (preparation !== this.preparations)
+                return;
+            this.preparing = false;
+            if (this.closedByUser)
+                return;
+            this.emit("error", { code: "client_ticket_failed", message: `no ticket: ${describe(error)}`, id: null, runId: null });
+            this.onClosed(null, 1006, "no ticket");
+        });
+    }
+    async prepare() {
+        if (this.claim !== null)
+            await this.claim;
+        if (this.ticketSource === null)
+            return null;
+        const ticket = await this.ticketSource();
+        if (typeof ticket !== "string" || ticket === "")
+            throw new Error("the ticket function gave no ticket");
+        return ticket;
+    }
+    openSocket(ticket) {
+        let url = this.url;
+        // A ticket stands for the credentials; the long-lived token then stays out of the URL.
+        if (ticket !== null)
+            url = withQuery(url, "ticket", ticket);
+        else if (this.token)
+            url = withQuery(url, "token", this.token);
+        this.usedTicket = ticket !== null;
+        // No WebSocket at all is a mistake to report where connect() was called, not to retry.
+        const Impl = webSocketImpl(this.WebSocketImpl);
         let socket;
         try {
-            socket = new this.WebSocketImpl(url);
+            socket = new Impl(url);
         }
         catch (error) {
-            this.emit("error", { code: "client_connect_failed", message: describe(error) });
+            this.emit("error", { code: "client_connect_failed", message: describe(error), id: null, runId: null });
             this.onClosed(null, 1006, "");
             return;
         }
@@ -285,6 +460,8 @@ export class AgentBridge {
      */
     close(code = 1000, reason = "client closed") {
         this.closedByUser = true;
+        this.preparing = false;
+        this.preparations += 1;
         if (this.timer !== null) {
             clearTimeout(this.timer);
             this.timer = null;
@@ -308,13 +485,19 @@ export class AgentBridge {
             this.closeApproval(id, "closed");
         this.interrupted.clear();
         this.results.clear();
-        this.outgoing = [];
+        this.dropOutgoing(this.outgoing, "client_closed", "the session was ended with bye() before the message's run began");
         this.resumeToken = null;
         this.lastSeq = 0;
         this.remove(this.storageKey);
         if (this.sessionPointerKey !== null)
             this.remove(this.sessionPointerKey);
         this.close(1000, "bye");
+        // The session is over for this page: nothing to answer for or listen to any more.
+        for (const [target, type, listener] of this.pageListeners)
+            target.removeEventListener(type, listener);
+        this.pageListeners.length = 0;
+        this.channel?.close();
+        this.channel = null;
     }
     // Runs ------------------------------------------------------------------------------------
     /**
@@ -323,9 +506,18 @@ export class AgentBridge {
      * server shows it never got it.
      */
     send(text) {
-        this.outgoing.push({ content: text, sentOn: null });
+        let waiter;
+        const result = new Promise((resolve, reject) => {
+            waiter = { resolve, reject };
+        });
+        // A page that only renders `messages` need not await this; a refusal is then not an
+        // unhandled rejection. Whoever awaits it still gets it.
+        result.catch(() => undefined);
+        const turn = this.transcript.addUser(text);
+        this.outgoing.push({ content: text, sentOn: null, turn, waiter });
         if (this.currentStatus === "open")
             this.flush();
+        return result;
     }
     /**
      * Cancel one tool call (the person clicked "cancel" on its card): the call ends `cancelled`, its
@@ -342,16 +534,34 @@ export class AgentBridge {
     get pendingApprovals() {
         return [...this.approvals.values()].map((approval) => approval.handle);
     }
-    /** Stop the current run; false when there is no connection to send it on. */
+    /**
+     * Stop the current run, and drop the messages queued behind it (their `send()` promises reject
+     * with `client_stopped`). False when there is no run to stop, or no connection to send it on.
+     */
     stop() {
+        // A message the server has (sent on this connection) may have started a run we have not
+        // heard of yet: the stop is for that run.
+        const current = this.run === null ? this.outgoing.find((entry) => entry.sentOn !== null && entry.sentOn === this.socket) ?? null : null;
+        const running = this.run !== null || current !== null;
         // The server drops what is queued behind the run, so none of it may be sent again.
-        this.outgoing = [];
-        if (this.currentStatus !== "open")
+        this.dropOutgoing(this.outgoing.filter((entry) => entry !== current), "client_stopped", "stop() dropped the message before its run began");
+        if (!running || this.currentStatus !== "open")
             return false;
         this.transmit({ type: "stop" });
         return true;
     }
     // Internals -------------------------------------------------------------------------------
+    /** These messages will never start a run: out of the queue, their promises rejected. */
+    dropOutgoing(entries, code, message) {
+        if (entries.length === 0)
+            return;
+        const gone = new Set(entries);
+        this.outgoing = this.outgoing.filter((entry) => !gone.has(entry));
+        for (const entry of entries) {
+            this.transcript.drop(entry.turn);
+            entry.waiter.reject(new BridgeError(code, message));
+        }
+    }
     transmit(message) {
         const socket = this.socket;
         if (!socket || socket.readyState !== OPEN)
@@ -399,14 +609,26 @@ export class AgentBridge {
         }
         this.flush();
     }
+    /** The server has a message: its run started. Returns the page's entry for it, if it sent it. */
     confirm(content, runId) {
         this.knownRuns.add(runId);
         if (this.knownRuns.size > ACKNOWLEDGED_MEMORY) {
             this.knownRuns.delete(this.knownRuns.values().next().value);
         }
         const index = this.outgoing.findIndex((entry) => entry.sentOn !== null && entry.content === content);
-        if (index >= 0)
-            this.outgoing.splice(index, 1);
+        if (index < 0)
+            return null;
+        const [entry] = this.outgoing.splice(index, 1);
+        this.waiters.set(runId, entry.waiter);
+        return entry;
+    }
+    /** The run is over: its `send()` promise resolves with what the transcript has of it. */
+    settleRun(runId, reason, usage) {
+        const waiter = this.waiters.get(runId);
+        if (!waiter)
+            return;
+        this.waiters.delete(runId);
+        waiter.resolve({ runId, ...this.transcript.outcome(runId), reason, usage });
     }
     setStatus(event) {
         this.currentStatus = event.status;
@@ -416,13 +638,14 @@ export class AgentBridge {
         if (socket !== this.socket)
             return;
         // Any frame at all proves the link alive; the server pings often enough to keep it so.
+        this.lastFrameAt = Date.now();
         this.armWatchdog();
         let message;
         try {
             message = JSON.parse(String(data));
         }
         catch (error) {
-            this.emit("error", { code: "client_invalid_frame", message: `unreadable frame: ${describe(error)}` });
+            this.emit("error", { code: "client_invalid_frame", message: `unreadable frame: ${describe(error)}`, id: null, runId: null });
             return;
         }
         // `ready` and `snapshot` head a connection and carry no seq of their own; what comes before
@@ -441,37 +664,29 @@ export class AgentBridge {
                 this.onReady(message);
                 break;
             case "snapshot":
-                this.lastSeq = message.last_seq;
-                if (message.pending_approvals) {
-                    const open = new Set(message.pending_approvals);
-                    for (const id of [...this.approvals.keys()])
-                        if (!open.has(id))
-                            this.closeApproval(id, "closed");
-                }
-                this.run = message.run?.run_id ?? null;
-                for (const turn of message.turns ?? []) {
-                    if (turn.role === "user" && turn.run_id && !this.knownRuns.has(turn.run_id)) {
-                        this.confirm(turn.content, turn.run_id);
-                    }
-                }
-                this.emit("snapshot", message);
-                if (this.run === null)
-                    this.reconcile();
+                this.onSnapshot(message);
                 break;
-            case "step_retry":
-                this.emit("stepRetry", message);
+            case "step_retry": {
+                const event = stepRetryEvent(message);
+                this.transcript.stepRetry(event.runId, event.step, event.attempt, event.reason);
+                this.emit("stepRetry", event);
                 break;
+            }
             case "tools_updated":
                 this.noteRejections(message.tools, false);
-                this.emit("toolsUpdated", message);
+                this.emit("toolsUpdated", toolsUpdatedEvent(message));
+                this.emitRejections(message.tools);
                 break;
-            case "run_started":
+            case "run_started": {
                 this.run = message.run_id;
-                this.confirm(message.content, message.run_id);
-                this.emit("runStart", message);
+                const entry = this.confirm(message.content, message.run_id);
+                this.transcript.started(message.run_id, message.content, entry?.turn ?? null);
+                this.emit("runStart", runStartEvent(message));
                 break;
+            }
             case "token":
-                this.emit("token", message);
+                this.transcript.token(message.run_id, message.content);
+                this.emit("token", tokenEvent(message));
                 break;
             case "tool_request":
                 // Only an approved call is dispatched: whoever answered, the question is over.
@@ -484,14 +699,18 @@ export class AgentBridge {
             case "tool_cancel":
                 this.abortCall(message.id, message.reason);
                 this.settled(message.id);
-                this.emit("toolCancel", message);
+                this.transcript.cancelled(message.id, message.reason);
+                this.emit("toolCancel", toolCancelEvent(message));
                 break;
-            case "tool_result":
+            case "tool_result": {
                 this.settled(message.id);
                 this.closeApproval(message.id, approvalOutcome(message.status));
-                this.emit("toolResult", message);
+                const event = toolResultEvent(message);
+                this.transcript.toolResult(event);
+                this.emit("toolResult", event);
                 break;
-            case "complete":
+            }
+            case "complete": {
                 if (this.run === message.run_id)
                     this.run = null;
                 // Every call of a run has its result before `complete`; this only tidies after a gap.
@@ -499,10 +718,14 @@ export class AgentBridge {
                     if (approval.message.run_id === message.run_id)
                         this.closeApproval(id, "closed");
                 }
-                this.emit("runComplete", message);
+                const event = runCompleteEvent(message);
+                this.transcript.complete(event);
+                this.settleRun(event.runId, event.reason, event.usage);
+                this.emit("runComplete", event);
                 if (this.run === null && this.syncNonce === null && this.uncertain().length > 0)
                     this.reconcile();
                 break;
+            }
             case "error":
                 this.onError(message);
                 break;
@@ -519,13 +742,39 @@ export class AgentBridge {
         this.save();
         this.emit("message", message);
     }
+    onSnapshot(message) {
+        this.lastSeq = message.last_seq;
+        const event = snapshotEvent(message);
+        const open = new Set(event.pendingApprovals);
+        for (const id of [...this.approvals.keys()])
+            if (!open.has(id))
+                this.closeApproval(id, "closed");
+        this.run = event.run?.runId ?? null;
+        for (const turn of event.turns) {
+            if (turn.role === "user" && turn.runId && !this.knownRuns.has(turn.runId)) {
+                this.confirm(turn.content, turn.runId);
+            }
+        }
+        const handles = new Map([...this.approvals].map(([id, approval]) => [id, approval.handle]));
+        this.transcript.snapshot(event, handles, this.outgoing.map((entry) => entry.turn));
+        // A run this page waits for and the snapshot shows over ended while the page was away for
+        // longer than the replay window: its text is known, not how it ended.
+        const shown = new Set(event.turns.map((turn) => turn.runId));
+        for (const runId of [...this.waiters.keys()]) {
+            if (runId !== this.run && shown.has(runId))
+                this.settleRun(runId, "unknown", null);
+        }
+        this.emit("snapshot", event);
+        if (this.run === null)
+            this.reconcile();
+    }
     onError(message) {
         this.onRefused(message);
         if (message.code === "queue_full") {
             // The server refused the latest message: it will never start a run to confirm it.
             for (let index = this.outgoing.length - 1; index >= 0; index -= 1) {
                 if (this.outgoing[index].sentOn !== null) {
-                    this.outgoing.splice(index, 1);
+                    this.dropOutgoing([this.outgoing[index]], "queue_full", message.message);
                     break;
                 }
             }
@@ -537,7 +786,7 @@ export class AgentBridge {
             // The token is not this session's: nothing of it can be resumed, from here or a reload.
             this.forgetSession();
         }
-        this.emit("error", message);
+        this.emit("error", errorEvent(message));
     }
     onReady(message) {
         const resumed = message.resumed ?? null;
@@ -547,6 +796,8 @@ export class AgentBridge {
         // From here on the heartbeat's own bound applies.
         this.armWatchdog();
         this.attempt = 0;
+        this.restartUntil = 0;
+        this.ticketRefusals = 0;
         if (resumed === null) {
             // A fresh session's stream numbers start again.
             this.lastSeq = 0;
@@ -558,10 +809,13 @@ export class AgentBridge {
         this.fromStorage = false;
         this.noteRejections(message.tools, true);
         this.setStatus({ status: "open", attempt: 0 });
-        this.emit("ready", message);
+        this.emit("ready", readyEvent(message));
+        // After `ready`, so a page hears of its tools' refusals once it knows it is connected.
+        this.emitRejections(message.tools);
         if (resumed !== null)
             this.onResumed(resumed, reload);
         if (reset) {
+            this.transcript.reset(this.outgoing.filter((entry) => entry.sentOn === null).map((entry) => entry.turn));
             this.emit("reset", this.resetError ?? { code: "session_expired", message: "the server no longer had the session" });
         }
         this.save();
@@ -569,7 +823,7 @@ export class AgentBridge {
         if (resumed === null) {
             // Messages written to an earlier connection belonged to a session that is gone or ended
             // its runs with that connection; only those never sent are still owed.
-            this.outgoing = this.outgoing.filter((entry) => entry.sentOn === null);
+            this.dropOutgoing(this.outgoing.filter((entry) => entry.sentOn !== null), "client_session_reset", "the session the message was sent to is gone");
             this.knownRuns.clear();
         }
         // After a gap the snapshot comes next and may confirm some; it reconciles then.
@@ -615,9 +869,9 @@ export class AgentBridge {
         }
         this.resumeRequests(asked, pending);
         this.emit("resumed", {
-            from_seq: resumed.from_seq,
-            pending_calls: [...pending],
-            pending_approvals: [...asked],
+            fromSeq: resumed.from_seq,
+            pendingCalls: [...pending],
+            pendingApprovals: [...asked],
             gap: resumed.gap ?? false,
             reload,
             resent,
@@ -647,7 +901,10 @@ export class AgentBridge {
             return;
         const runId = this.run;
         this.run = null;
-        this.emit("runComplete", { type: "complete", run_id: runId, reason: "disconnected", steps: 0 });
+        const event = { runId, reason: "disconnected", steps: 0, usage: null };
+        this.transcript.complete(event);
+        this.settleRun(runId, "disconnected", null);
+        this.emit("runComplete", event);
     }
     noteRejections(report, replace) {
         if (replace)
@@ -656,8 +913,10 @@ export class AgentBridge {
             this.rejected.delete(name);
         for (const item of report.rejected)
             this.rejected.set(item.name ?? "", item);
+    }
+    emitRejections(report) {
         if (report.rejected.length > 0)
-            this.emit("rejected", report.rejected);
+            this.emit("rejected", [...report.rejected]);
     }
     onClosed(socket, code, reason) {
         if (socket !== null && socket !== this.socket)
@@ -668,7 +927,12 @@ export class AgentBridge {
         this.socket = null;
         this.greeted = false;
         this.clearWatchdog();
-        const final = this.closedByUser || this.reconnectOptions === false || FINAL_CLOSE_CODES.has(code);
+        // A ticket can lapse between its fetch and the handshake (it is good for seconds): one 4401
+        // on a ticket earns one more try with a fresh one; a second means the page is not let in.
+        const ticketLapsed = code === 4401 && this.usedTicket && this.ticketRefusals === 0;
+        if (code === 4401 && this.usedTicket)
+            this.ticketRefusals += 1;
+        const final = this.closedByUser || this.reconnectOptions === false || (FINAL_CLOSE_CODES.has(code) && !ticketLapsed);
         if (this.resumeToken === null) {
             // The server ends a session it cannot resume with its connection: these calls are over.
             for (const id of [...this.calls.keys()])
@@ -695,7 +959,7 @@ export class AgentBridge {
             this.setStatus({ status: "closed", attempt: this.attempt, code, reason });
             return;
         }
-        const delayMs = this.backoff(this.attempt);
+        const delayMs = this.backoff(this.attempt, code, reason);
         this.attempt += 1;
         this.setStatus({ status: "reconnecting", attempt: this.attempt, delayMs, code, reason });
         this.timer = setTimeout(() => {
@@ -703,25 +967,165 @@ export class AgentBridge {
             this.connect();
         }, delayMs);
     }
-    backoff(attempt) {
+    backoff(attempt, code, reason) {
+        const now = Date.now();
+        if (code === 4429) {
+            // Too many from this address: coming back early only earns another refusal. Wait as the
+            // server asks, and up to a quarter more so clients refused together come back apart.
+            const wait = Math.min(RATE_LIMITED_MAX_MS, Math.max(RATE_LIMITED_MIN_MS, retryHintMs(reason)));
+            const delay = Math.round(wait + (this.random() * wait) / 4);
+            this.rateLimitedUntil = now + delay;
+            return delay;
+        }
+        this.rateLimitedUntil = 0;
+        if (RESTART_CLOSE_CODES.has(code))
+            this.restartUntil = now + RESTART_WINDOW_MS;
         // A single drop is usually a blip (a hand-over, a proxy restart): try again at once.
         if (attempt === 0)
             return 0;
         const options = this.reconnectOptions;
-        const base = Math.min(options.maxDelayMs, options.initialDelayMs * options.factor ** (attempt - 1));
+        let base = Math.min(options.maxDelayMs, options.initialDelayMs * options.factor ** (attempt - 1));
+        // A server that said it is restarting is back within seconds: keep knocking often.
+        if (now < this.restartUntil)
+            base = Math.min(base, RESTART_DELAY_MS);
         return Math.round(base * (1 - options.jitter * this.random()));
     }
-    armWatchdog() {
-        this.clearWatchdog();
+    /**
+     * No frame for this long means the link is dead: the server pings every heartbeat interval, so
+     * twice that (or interval + timeout, when the server allows more) is a ping missed for sure.
+     */
+    deadLinkMs() {
         const limits = this.ready?.limits;
-        const deadLink = limits
-            ? limits.heartbeat_interval_ms + (limits.heartbeat_timeout_ms ?? limits.heartbeat_interval_ms)
-            : DEFAULT_DEAD_LINK_MS;
-        const ms = this.greeted ? deadLink : Math.min(deadLink, HANDSHAKE_TIMEOUT_MS);
+        if (!limits)
+            return DEFAULT_DEAD_LINK_MS;
+        const interval = limits.heartbeat_interval_ms;
+        return Math.max(2 * interval, interval + (limits.heartbeat_timeout_ms ?? interval));
+    }
+    armWatchdog(ms) {
+        this.clearWatchdog();
+        const deadLink = this.deadLinkMs();
+        const wait = ms ?? (this.greeted ? deadLink : Math.min(deadLink, HANDSHAKE_TIMEOUT_MS));
         const socket = this.socket;
-        this.watchdog = setTimeout(() => this.onDeadLink(socket, ms), ms);
+        this.watchdog = setTimeout(() => this.onDeadLink(socket, wait), wait);
         // Outside a browser, the watchdog alone must not keep a process alive.
         this.watchdog.unref?.();
+    }
+    // The page ----------------------------------------------------------------------------------
+    listenToPage() {
+        const on = (target, type, listener) => {
+            if (target === null)
+                return;
+            target.addEventListener(type, listener);
+            this.pageListeners.push([target, type, listener]);
+        };
+        // The network or the page is back: a reconnect waiting out its backoff goes now, and a link
+        // that looks open but may have died meanwhile (a laptop asleep, a phone in a pocket) is tested.
+        on(this.page, "online", () => this.wake());
+        on(this.visibility, "visibilitychange", () => {
+            if (this.visibility?.visibilityState !== "hidden")
+                this.wake();
+        });
+        on(this.page, "pageshow", (event) => {
+            // Back from the back/forward cache: this page holds its session id again.
+            if (event.persisted) {
+                this.writePointer(true);
+                this.wake();
+            }
+        });
+        // The page is going (a reload, a navigation): the next page to load with this storage is
+        // its successor, not a duplicate, and may take the id without asking.
+        on(this.page, "pagehide", () => this.writePointer(false));
+    }
+    /** Reconnect now if waiting to, and check a link that has been quiet. */
+    wake() {
+        if (this.closedByUser)
+            return;
+        if (this.timer !== null) {
+            // The server asked for the wait after 4429; the page coming back changes nothing there.
+            if (Date.now() < this.rateLimitedUntil)
+                return;
+            this.connect();
+            return;
+        }
+        if (this.greeted && Date.now() - this.lastFrameAt > (this.ready?.limits.heartbeat_interval_ms ?? DEFAULT_DEAD_LINK_MS / 2)) {
+            // Any frame proves the link alive, and the pong is one; none in time and it is dropped.
+            this.transmit({ type: "ping", nonce: "wake" });
+            this.armWatchdog(WAKE_PROBE_MS);
+        }
+    }
+    // Session id per tab ------------------------------------------------------------------------
+    readPointer() {
+        if (this.sessionPointerKey === null)
+            return null;
+        const text = this.read(this.sessionPointerKey);
+        if (text === null || text === "")
+            return null;
+        try {
+            const parsed = JSON.parse(text);
+            if (typeof parsed?.id === "string" && parsed.id !== "")
+                return { id: parsed.id, held: parsed.held !== false };
+        }
+        catch {
+            // An id stored by an earlier version, as plain text: its page is gone, so not held.
+        }
+        return { id: text, held: false };
+    }
+    writePointer(held) {
+        if (this.sessionPointerKey === null)
+            return;
+        this.write(this.sessionPointerKey, JSON.stringify({ id: this.currentSessionId, held }));
+    }
+    openChannel(Channel) {
+        if (Channel === null)
+            return;
+        try {
+            this.channel = new Channel(CHANNEL_NAME);
+        }
+        catch {
+            return;
+        }
+        // Outside a browser an open channel would keep the process alive.
+        this.channel.unref?.();
+        this.channel.onmessage = (event) => {
+            const data = event.data;
+            if (data?.type !== "probe" || data.key !== this.sessionPointerKey || data.id !== this.currentSessionId)
+                return;
+            // Asked by a tab that loaded with a copy of this tab's storage: the id is taken.
+            this.channel?.postMessage({ type: "held", key: data.key, id: data.id, nonce: data.nonce });
+        };
+    }
+    /** Whether another live tab holds this session id; no answer in time means none does. */
+    probe(id) {
+        const channel = this.channel;
+        if (channel === null)
+            return Promise.resolve(false);
+        const nonce = newSessionId();
+        return new Promise((resolve) => {
+            const answer = channel.onmessage;
+            const timer = setTimeout(() => finish(false), CLAIM_PROBE_MS);
+            const finish = (taken) => {
+                clearTimeout(timer);
+                channel.onmessage = answer;
+                resolve(taken);
+            };
+            channel.onmessage = (event) => {
+                const data = event.data;
+                if (data?.type === "held" && data.nonce === nonce)
+                    finish(true);
+                else
+                    answer?.(event);
+            };
+            channel.postMessage({ type: "probe", key: this.sessionPointerKey, id, nonce });
+        });
+    }
+    /** This tab is a duplicate: it gets a session of its own, and nothing of the other's. */
+    takeNewSessionId() {
+        // The copy of the other tab's saved state belongs to that tab's session.
+        this.remove(this.storageKey);
+        this.currentSessionId = newSessionId();
+        this.currentUrl = socketUrl(this.baseUrl, this.currentSessionId);
+        this.storageKey = `${STORAGE_PREFIX}:${this.currentSessionId}:${this.currentUrl}`;
+        this.writePointer(true);
     }
     clearWatchdog() {
         if (this.watchdog !== null)
@@ -809,6 +1213,7 @@ export class AgentBridge {
             },
         };
         this.approvals.set(id, approval);
+        this.transcript.approvalRequest(approval.handle);
         this.emit("approvalRequest", approval.handle);
     }
     respond(approval, response) {
@@ -818,6 +1223,7 @@ export class AgentBridge {
             return Promise.reject(new BridgeError("unknown_approval", message, id));
         }
         approval.state = "answering";
+        this.transcript.approvalState(id, "answering");
         return new Promise((resolve, reject) => {
             this.ask({
                 kind: "approval",
@@ -834,10 +1240,13 @@ export class AgentBridge {
                 reject: (error) => {
                     // The edit did not match the schema: the question is still open, so answer again.
                     if (approval.state === "answering") {
-                        if (error.code === "invalid_arguments")
+                        if (error.code === "invalid_arguments") {
                             approval.state = "open";
-                        else
+                            this.transcript.approvalState(id, "open");
+                        }
+                        else {
                             this.closeApproval(id, "closed");
+                        }
                     }
                     reject(error);
                 },
@@ -855,6 +1264,7 @@ export class AgentBridge {
             this.closedApprovals.delete(this.closedApprovals.values().next().value);
         }
         approval.state = outcome;
+        this.transcript.approvalState(id, outcome);
         if (!approval.answered)
             approval.controller.abort(new Error(`the approval request is over: ${outcome}`));
         this.emit("approvalSettled", { id, outcome });
@@ -967,7 +1377,9 @@ export class AgentBridge {
         this.calls.set(id, { controller, request, started: Date.now() });
         // On record before the handler can have any effect, so a reload knows it began.
         this.save();
-        this.emit("toolRequest", request);
+        const event = toolRequestEvent(request);
+        this.transcript.toolRequest(event);
+        this.emit("toolRequest", event);
         const signal = controller.signal;
         const context = {
             id,
@@ -1016,6 +1428,7 @@ export class AgentBridge {
         if (typeof message === "string")
             event.message = message.slice(0, 4096);
         this.transmit({ type: "tool_progress", ...event });
+        this.transcript.progress(id, event.progress ?? null, event.message ?? null);
         this.emit("toolProgress", event);
     }
     // Storage ---------------------------------------------------------------------------------
@@ -1064,8 +1477,6 @@ export class AgentBridge {
             results: [...this.results].map(([id, kept]) => ({ id, name: kept.name, response: kept.response })),
         };
         this.write(this.storageKey, JSON.stringify(saved));
-        if (this.sessionPointerKey !== null)
-            this.write(this.sessionPointerKey, this.sessionId);
     }
     read(key) {
         try {
@@ -1083,7 +1494,7 @@ export class AgentBridge {
             // Full or forbidden: the session still works, it just cannot survive a reload.
             if (!this.storageFailed) {
                 this.storageFailed = true;
-                this.emit("error", { code: "client_storage_failed", message: describe(error) });
+                this.emit("error", { code: "client_storage_failed", message: describe(error), id: null, runId: null });
             }
         }
     }
@@ -1183,11 +1594,47 @@ function socketUrl(url, sessionId) {
     }
     return parsed.toString();
 }
-function withToken(url, token) {
-    // Browsers cannot set headers on a WebSocket handshake, so the token rides in the query.
+function withQuery(url, name, value) {
+    // Browsers cannot set headers on a WebSocket handshake, so credentials ride in the query.
     const parsed = new URL(url);
-    parsed.searchParams.set("token", token);
+    parsed.searchParams.set(name, value);
     return parsed.toString();
+}
+/** The wait a `4429` close reason asks for ("...; retry in 12 s"), in ms; 0 when it names none. */
+export function retryHintMs(reason) {
+    const match = RETRY_IN.exec(reason);
+    if (match === null)
+        return 0;
+    return match[1] !== undefined ? Math.ceil(Number(match[1]) * 1000) : 60_000;
+}
+function webSocketImpl(given) {
+    const impl = given ?? globalThis.WebSocket;
+    if (!impl)
+        throw new Error("no WebSocket implementation: pass options.WebSocket");
+    return impl;
+}
+function defaultPage(which) {
+    const target = globalThis[which];
+    return target && typeof target.addEventListener === "function" ? target : null;
+}
+/**
+ * A ticket for `AgentBridge`'s `ticket` option: `POST {server}/ws-ticket` with the page's own
+ * credentials (its cookies, or the headers given), and the ticket from the answer.
+ */
+export async function fetchTicket(server, init = {}) {
+    const base = globalThis.location?.href;
+    const url = new URL("ws-ticket", (base ? new URL(server, base) : new URL(server)).href.replace(/\/?$/, "/"));
+    if (url.protocol === "ws:")
+        url.protocol = "http:";
+    if (url.protocol === "wss:")
+        url.protocol = "https:";
+    const response = await fetch(url, { method: "POST", credentials: "include", ...init });
+    if (!response.ok)
+        throw new Error(`POST ${url.pathname} answered ${response.status}`);
+    const body = (await response.json());
+    if (typeof body.ticket !== "string")
+        throw new Error("the ticket answer has no ticket");
+    return body.ticket;
 }
 function newSessionId() {
     const crypto = globalThis.crypto;

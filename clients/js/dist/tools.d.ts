@@ -1,9 +1,11 @@
-import { CATALOG, CATALOG_TOOL_NAMES, type CatalogToolName } from "./catalog.js";
+import { CATALOG, CATALOG_TOOL_NAMES, type CatalogArguments, type CatalogResults, type CatalogToolName } from "./catalog.js";
 import { AgentBridge, type ToolHandler, type ToolRegistration, type WireToolDefinition } from "./client.js";
-export { CATALOG, CATALOG_TOOL_NAMES, type CatalogToolName };
+export { CATALOG, CATALOG_TOOL_NAMES, type CatalogArguments, type CatalogResults, type CatalogToolName };
+/** What the `confirm` tool asks. The model writes only the question; the buttons are the page's. */
 export interface ConfirmRequest {
     id: string;
     question: string;
+    /** The page's own wording for the two answers: "Approve" and "Deny". */
     approveLabel: string;
     denyLabel: string;
 }

@@ -8,7 +8,7 @@ const implementations = {
         const full = normaliseText(visibleText(root));
         const max = typeof args.max_chars === "number" ? args.max_chars : 4000;
         const cut = cutText(full, max);
-        return { title: document.title, url: location.href, text: cut.text, truncated: cut.truncated };
+        return { title: document.title, url: pageAddress(args.include_query === true), text: cut.text, truncated: cut.truncated };
     },
     // Whole, never cut: a selection is what the person chose to show; `cutText` is for pages.
     get_selection: () => ({ text: wellFormed(window.getSelection()?.toString() ?? "") }),
@@ -99,12 +99,8 @@ const implementations = {
         return { key, previous };
     },
     confirm: async (args, ctx, options) => {
-        const request = {
-            id: ctx.id,
-            question: String(args.question),
-            approveLabel: typeof args.approve_label === "string" ? args.approve_label : "Approve",
-            denyLabel: typeof args.deny_label === "string" ? args.deny_label : "Deny",
-        };
+        // The buttons are the page's: a model choosing their words could label a refusal "OK".
+        const request = { id: ctx.id, question: String(args.question), approveLabel: "Approve", denyLabel: "Deny" };
         const approved = await (options.confirm ?? dialogConfirm)(request, ctx.signal);
         if (!approved)
             throw new ToolDenied("the person declined");
@@ -229,6 +225,18 @@ export function cutText(text, max) {
 /** `text` with any lone surrogate (already broken in the page) replaced by U+FFFD. */
 function wellFormed(text) {
     return text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, "\uFFFD");
+}
+/**
+ * The page's address for `read_page`: without the query string and fragment unless asked, since
+ * they often carry tokens, ids or personal data the model has no need of.
+ */
+function pageAddress(includeQuery) {
+    if (includeQuery)
+        return location.href;
+    const url = new URL(location.href);
+    url.search = "";
+    url.hash = "";
+    return url.href;
 }
 function visibleText(element) {
     return element.innerText ?? element.textContent ?? "";

@@ -1,12 +1,18 @@
 #!/usr/bin/env node
 // Writes src/protocol.ts from the protocol's JSON Schema (`agent-bridge schema`), so the SDK's
-// wire types cannot drift from the server's models: tests/test_js_sdk.py regenerates this file
+// wire types cannot drift from the server's models: tests/e2e/test_js_sdk.py regenerates this file
 // from the live schema and fails when the committed one differs.
+//
+// Error codes and close codes become string and number unions too. The schema carries them when
+// it has `ErrorCode`/`CloseCode` definitions; until then they are read from the enums the
+// server's own schema models use (bridge/errors.py), so a code added there shows up here.
 //
 //   agent-bridge schema | node scripts/gen-protocol.mjs > src/protocol.ts
 //   node scripts/gen-protocol.mjs path/to/protocol.schema.json > src/protocol.ts
 
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 const source = process.argv[2] ? readFileSync(process.argv[2], "utf8") : readFileSync(0, "utf8");
 const schema = JSON.parse(source);
@@ -21,6 +27,32 @@ for (const node of Object.values(defs)) {
   for (const ref of Object.values(discriminator.mapping ?? {})) {
     alwaysPresent.set(refName(ref), discriminator.propertyName);
   }
+}
+
+// Fields whose plain `string`/`integer` in the schema is really one of these codes.
+const CODE_FIELDS = { ErrorMessage: { code: "ErrorCode" }, RejectedTool: { code: "ErrorCode" } };
+
+function enumFromPython(className) {
+  const file = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "bridge", "errors.py");
+  if (!existsSync(file)) return null;
+  const text = readFileSync(file, "utf8");
+  const start = text.indexOf(`class ${className}(`);
+  if (start < 0) return null;
+  // The class body: indented lines up to the next line that starts at column 0.
+  const body = text.slice(start).split("\n").slice(1);
+  const end = body.findIndex((line) => /^\S/.test(line));
+  const values = [];
+  for (const line of body.slice(0, end < 0 ? undefined : end)) {
+    const found = /^\s+[A-Z][A-Z0-9_]*\s*=\s*("[^"]*"|\d+)\s*$/.exec(line);
+    if (found) values.push(JSON.parse(found[1]));
+  }
+  return values.length > 0 ? values : null;
+}
+
+function codeUnion(name) {
+  const node = defs[name];
+  if (node && Array.isArray(node.enum)) return node.enum;
+  return enumFromPython(name);
 }
 
 function refName(ref) {
@@ -73,9 +105,11 @@ function objectType(node, indent, name) {
   const required = new Set(node.required ?? []);
   if (name && alwaysPresent.has(name)) required.add(alwaysPresent.get(name));
   const pad = "  ".repeat(indent + 1);
-  const lines = names.map((name) => {
-    const optional = required.has(name) ? "" : "?";
-    return `${pad}${name}${optional}: ${typeOf(props[name], indent + 1)};`;
+  const codes = (name && CODE_FIELDS[name]) || {};
+  const lines = names.map((field) => {
+    const optional = required.has(field) ? "" : "?";
+    const type = codes[field] && codeUnion(codes[field]) ? codes[field] : typeOf(props[field], indent + 1);
+    return `${pad}${field}${optional}: ${type};`;
   });
   return `{\n${lines.join("\n")}\n${"  ".repeat(indent)}}`;
 }
@@ -85,6 +119,12 @@ const out = [
   `// ${schema.title ?? "protocol"}`,
   "",
 ];
+for (const [name, what] of [["ErrorCode", "The `code` of an `error` message (and of a rejected tool)."], ["CloseCode", "The WebSocket close codes the server uses."]]) {
+  if (defs[name]) continue;
+  const values = codeUnion(name);
+  if (!values) continue;
+  out.push(`/** ${what} */`, `export type ${name} = ${values.map(literal).join(" | ")};`, "");
+}
 for (const name of Object.keys(defs).sort()) {
   const node = defs[name];
   if (node.type === "object" && node.properties) {

@@ -4,30 +4,55 @@ import type {
   ApprovalRequestMessage,
   ApprovalResponseMessage,
   ClientMessage,
-  CompleteMessage,
   ErrorMessage,
   HelloMessage,
-  Limits,
   ReadyMessage,
   RejectedTool,
   Resumed,
-  RunStartedMessage,
   ServerMessage,
   SnapshotMessage,
-  StepRetryMessage,
-  TokenMessage,
-  ToolCancelMessage,
   ToolRequestMessage,
   ToolResponseMessage,
   ToolResultMessage,
   ToolsReport,
-  ToolsUpdatedMessage,
 } from "./protocol.js";
+import {
+  errorEvent,
+  limitsFromWire,
+  readyEvent,
+  runCompleteEvent,
+  runStartEvent,
+  snapshotEvent,
+  stepRetryEvent,
+  tokenEvent,
+  toolCancelEvent,
+  toolRequestEvent,
+  toolResultEvent,
+  toolsUpdatedEvent,
+  type BridgeErrorCode,
+  type BridgeErrorEvent,
+  type BridgeLimits,
+  type CompleteReason,
+  type ReadyEvent,
+  type RunCompleteEvent,
+  type RunStartEvent,
+  type SnapshotEvent,
+  type StepRetryEvent,
+  type TokenEvent,
+  type TokenUsage,
+  type ToolCancelEvent,
+  type ToolRequestEvent,
+  type ToolResultEvent,
+  type ToolsUpdatedEvent,
+} from "./events.js";
+import type { FromSchema, JsonSchema, ObjectSchema } from "./schema.js";
+import { Transcript, type ChangeEvent, type Turn } from "./transcript.js";
+
+export type { FromSchema, JsonSchema, ObjectSchema } from "./schema.js";
+export type * from "./events.js";
+export type * from "./transcript.js";
 
 export const PROTOCOL_VERSION = 1;
-
-/** JSON Schema, as a plain object. */
-export type JsonSchema = Record<string, unknown>;
 
 /** A tool definition as it travels in `hello` and `register_tools`. */
 export interface WireToolDefinition {
@@ -92,6 +117,68 @@ export interface ToolRegistration<A = Record<string, unknown>, R = unknown> {
   handler: ToolHandler<A, R>;
 }
 
+/** A tool whose handler's arguments are typed from its literal `parameters` schema. */
+export interface ToolDefinition<P extends ObjectSchema, R = unknown>
+  extends Omit<ToolRegistration<FromSchema<P>, R>, "parameters" | "handler"> {
+  parameters: P;
+  handler: ToolHandler<FromSchema<P>, R>;
+}
+
+/**
+ * A tool with its handler's arguments typed from its `parameters`, written as a literal in the
+ * call (or declared elsewhere `as const`): `{type: "object", properties: {city: {type: "string"}},
+ * required: ["city"]}` gives `{city: string}`, and a property the schema does not have is a
+ * compile error. Checked like `registerTool` checks, at once; returns the tool unchanged.
+ */
+export function defineTool<const P extends ObjectSchema, R = unknown>(
+  tool: ToolDefinition<P, R>,
+): ToolRegistration<FromSchema<P>, R> & { parameters: P } {
+  checkTool(tool);
+  return tool;
+}
+
+// The server's rule for names (and most model APIs'): checked here so the mistake is reported
+// at the line that made it, not later as a `rejected` event.
+const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Throws a TypeError when the server would refuse the tool, or it cannot work at all. */
+export function checkTool(tool: ToolRegistration<any, any>): void {
+  const name = (tool as { name?: unknown }).name;
+  if (typeof name !== "string" || !TOOL_NAME.test(name)) {
+    throw new TypeError(`tool name ${JSON.stringify(name)} is not 1-64 letters, digits, _ or -`);
+  }
+  if (typeof tool.handler !== "function") throw new TypeError(`tool ${name} has no handler`);
+  if (tool.description !== undefined && typeof tool.description !== "string") {
+    throw new TypeError(`tool ${name}: description must be a string`);
+  }
+  if (tool.parameters !== undefined) {
+    const parameters = tool.parameters as unknown;
+    if (!isPlainObject(parameters) || parameters.type !== "object") {
+      throw new TypeError(`tool ${name}: parameters must be a JSON Schema with "type": "object" at the top`);
+    }
+    if (parameters.properties !== undefined && !isPlainObject(parameters.properties)) {
+      throw new TypeError(`tool ${name}: parameters.properties must be an object`);
+    }
+    if (parameters.required !== undefined && !(Array.isArray(parameters.required) && parameters.required.every((item) => typeof item === "string"))) {
+      throw new TypeError(`tool ${name}: parameters.required must be a list of names`);
+    }
+  }
+  if (tool.outputSchema !== undefined && !isPlainObject(tool.outputSchema)) {
+    throw new TypeError(`tool ${name}: outputSchema must be a JSON Schema object`);
+  }
+  if (tool.timeoutMs !== undefined && !(Number.isInteger(tool.timeoutMs) && tool.timeoutMs > 0)) {
+    throw new TypeError(`tool ${name}: timeoutMs must be a positive whole number of milliseconds`);
+  }
+  // The server refuses the pair as contradictory; saying so here points at the line to fix.
+  if (tool.readOnly && tool.destructive) {
+    throw new TypeError(`tool ${name} cannot be both readOnly and destructive`);
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
 /** Throw from a handler (or call `context.deny()`) when the person refused. */
 export class ToolDenied extends Error {
   constructor(message = "the person declined") {
@@ -122,13 +209,13 @@ export class ToolCancelled extends Error {
   }
 }
 
-/** The server refused something this client asked for (an approval answer, a cancel). */
+/** The server refused something this client asked for (an approval answer, a cancel, a message). */
 export class BridgeError extends Error {
-  /** The server's error code (`unknown_approval`, `invalid_arguments`, `unknown_call`) or `client_*`. */
-  readonly code: string;
+  /** The server's error code (`unknown_approval`, `invalid_arguments`, `unknown_call`, ...) or `client_*`. */
+  readonly code: BridgeErrorCode;
   /** The call the refusal is about. */
   readonly id: string | undefined;
-  constructor(code: string, message: string, id?: string) {
+  constructor(code: BridgeErrorCode, message: string, id?: string) {
     super(message);
     this.name = "BridgeError";
     this.code = code;
@@ -203,20 +290,27 @@ export interface ToolProgressEvent {
   message?: string;
 }
 
-/** Errors from the server (`error` messages) and from the client itself (code `client_*`). */
-export interface BridgeErrorEvent {
-  code: string;
-  message: string;
-  id?: string | null;
-  run_id?: string | null;
+/** What `send()` resolves to once the run its message started is complete. */
+export interface RunResult {
+  runId: string;
+  /** The run's text, as the transcript has it (a step made again counts once). */
+  text: string;
+  /** Every call of the run with its terminal result, server-side tools included. */
+  toolResults: ToolResultEvent[];
+  /**
+   * How it ended; `unknown` when it ended while this page was away for longer than the server's
+   * replay window (the snapshot showed its text, not how it ended).
+   */
+  reason: CompleteReason | "unknown";
+  usage: TokenUsage | null;
 }
 
 /** The session carried on over a new connection: `ready.resumed`, and what the client did. */
 export interface ResumedEvent {
-  from_seq: number;
-  pending_calls: string[];
+  fromSeq: number;
+  pendingCalls: string[];
   /** Approval requests still open; each is (or was already) surfaced once as `approvalRequest`. */
-  pending_approvals: string[];
+  pendingApprovals: string[];
   /** The server could not replay everything missed; a `snapshot` event follows. */
   gap: boolean;
   /** The session was picked up from storage: this page (or client) is not the one that began it. */
@@ -235,24 +329,27 @@ export interface ResetEvent {
 
 export interface AgentBridgeEvents {
   status: StatusEvent;
-  ready: ReadyMessage;
+  ready: ReadyEvent;
   /** After `ready`, when it carried on an existing session. */
   resumed: ResumedEvent;
   /** The conversation so far, sent when replay could not cover what was missed (e.g. after a reload). */
-  snapshot: SnapshotMessage;
-  /** The resume found no session: the server started a fresh one under the same id. */
+  snapshot: SnapshotEvent;
+  /**
+   * The server no longer had the session (it expired, or the server restarted without a shared
+   * store): a fresh one started under the same id, and the conversation shown so far is gone.
+   */
   reset: ResetEvent;
   /** The text streamed so far in the run's current step is void; a new attempt's tokens follow. */
-  stepRetry: StepRetryMessage;
-  toolsUpdated: ToolsUpdatedMessage;
-  /** Tools the server refused, with its validation errors; fired when there are any. */
+  stepRetry: StepRetryEvent;
+  toolsUpdated: ToolsUpdatedEvent;
+  /** Tools the server refused, with its validation errors; fired (after `ready`) when there are any. */
   rejected: RejectedTool[];
-  runStart: RunStartedMessage;
-  token: TokenMessage;
-  toolRequest: ToolRequestMessage;
+  runStart: RunStartEvent;
+  token: TokenEvent;
+  toolRequest: ToolRequestEvent;
   toolProgress: ToolProgressEvent;
-  toolCancel: ToolCancelMessage;
-  toolResult: ToolResultMessage;
+  toolCancel: ToolCancelEvent;
+  toolResult: ToolResultEvent;
   /**
    * A person must approve a call before it runs. Emitted once per call id in a page, including
    * for requests still open after a reconnect or a page reload.
@@ -260,9 +357,14 @@ export interface AgentBridgeEvents {
   approvalRequest: ApprovalRequest;
   /** An approval request is over, answered here or not. */
   approvalSettled: ApprovalSettledEvent;
-  runComplete: CompleteMessage;
+  runComplete: RunCompleteEvent;
   error: BridgeErrorEvent;
-  /** Every server message, after the specific event. */
+  /** `messages` changed: a turn was added, or a turn's text or tool parts. */
+  change: ChangeEvent;
+  /**
+   * Every server frame as it came over the wire (the protocol's snake_case), after the specific
+   * event: for logging and protocol tools; apps read the events above.
+   */
   message: ServerMessage;
 }
 
@@ -297,11 +399,40 @@ export interface StorageLike {
   removeItem(key: string): void;
 }
 
+/** The page events the client listens to; `window` and `document` have them. */
+export interface PageLike {
+  addEventListener(type: string, listener: (event: unknown) => void): void;
+  removeEventListener(type: string, listener: (event: unknown) => void): void;
+  readonly visibilityState?: string;
+}
+
+/** The part of `BroadcastChannel` the client uses to tell tabs apart. */
+export interface ChannelLike {
+  onmessage: ((event: { data: unknown }) => void) | null;
+  postMessage(message: unknown): void;
+  close(): void;
+}
+
+export type ChannelFactory = new (name: string) => ChannelLike;
+
 export interface AgentBridgeOptions {
+  /**
+   * A shared token, sent as `?token=` (browsers cannot set headers on a WebSocket handshake). For
+   * pages, prefer `ticket`: a URL ends up in logs and history, a ticket is good once for seconds.
+   */
   token?: string;
   /**
+   * Called before each connection for a single-use ticket, sent as `?ticket=` instead of a token:
+   * typically a `POST /ws-ticket` with the page's normal credentials (see `fetchTicket`). A
+   * failure is retried like a dropped connection.
+   */
+  ticket?: () => Promise<string> | string;
+  /**
    * Appended to the URL as /ws/agent/{sessionId} unless the URL already names a session. Without
-   * one, the id is kept in `storage`, so a reload of the page comes back to the same session.
+   * one the client makes one per tab, kept in `storage` so a reload of the page comes back to the
+   * same session, and a duplicated tab (whose storage is a copy) gets its own. Two pages that
+   * connect with the same id evict each other (close code 4409): choose an id yourself only when
+   * one page at a time should hold the conversation.
    */
   sessionId?: string;
   clientName?: string;
@@ -321,6 +452,13 @@ export interface AgentBridgeOptions {
    */
   afterReload?: "snapshot" | "replay";
   WebSocket?: WebSocketFactory;
+  /**
+   * Where `online`, `visibilitychange`, `pagehide` and `pageshow` come from: `window` and
+   * `document` by default; `null` listens to nothing (a reconnect then waits for its backoff).
+   */
+  page?: PageLike | null;
+  /** How tabs find each other (to tell a duplicated tab from a reload): `BroadcastChannel` by default. */
+  BroadcastChannel?: ChannelFactory | null;
   /** For tests: the randomness behind the jitter. */
   random?: () => number;
 }
@@ -336,8 +474,24 @@ const DEFAULT_RECONNECT: Required<ReconnectOptions> = {
 // server refuses what this client is (bad session id, unsupported protocol), or a message of
 // ours is too big and would be sent again.
 const FINAL_CLOSE_CODES = new Set([1008, 1009, 4401, 4403, 4409]);
+// The server is going away or restarting: it will be back soon, so the client keeps trying
+// often (at most RESTART_DELAY_MS apart) for RESTART_WINDOW_MS instead of backing off to 10 s.
+const RESTART_CLOSE_CODES = new Set([1001, 1012]);
+const RESTART_DELAY_MS = 1_000;
+const RESTART_WINDOW_MS = 30_000;
+// After `4429` the server asks for a wait ("retry in N s"); never less than this.
+const RATE_LIMITED_MIN_MS = 5_000;
+// A hint is honoured up to this; a reason asking for longer is more likely a mistake than a plan.
+const RATE_LIMITED_MAX_MS = 600_000;
+const RETRY_IN = /(?:retry|try again) in (\d+(?:\.\d+)?) ?s\b|(?:retry|try again) in a minute/;
 // Used until a `ready` has told the real heartbeat: the server's defaults, 20 s + 20 s.
 const DEFAULT_DEAD_LINK_MS = 40_000;
+// When the page comes back (visible, online) on a link that has been quiet a while, a ping must
+// be answered within this or the link is taken for dead.
+const WAKE_PROBE_MS = 5_000;
+// How long a tab that found its session id marked in use waits for the holder to answer.
+const CLAIM_PROBE_MS = 150;
+const CHANNEL_NAME = "agent-bridge:v1";
 // From the socket's creation to `ready`; the server itself waits 10 s for a hello.
 const HANDSHAKE_TIMEOUT_MS = 15_000;
 // How many acknowledged call ids are remembered, so a stray replay of an old request never runs.
@@ -369,6 +523,9 @@ interface Outgoing {
   content: string;
   /** The socket it was written to; one that is no longer current may have lost it. */
   sentOn: WebSocketLike | null;
+  /** Its turn in the transcript. */
+  turn: ReturnType<Transcript["addUser"]>;
+  waiter: Waiter;
 }
 
 interface OpenApproval {
@@ -395,6 +552,19 @@ interface Request {
   reject: (error: BridgeError) => void;
 }
 
+/** A user message's promise, until its run completes. */
+interface Waiter {
+  resolve: (result: RunResult) => void;
+  reject: (error: BridgeError) => void;
+}
+
+/** Where a generated session id is kept, and whether a live page holds it. */
+interface SessionPointer {
+  id: string;
+  /** False once the page that held it went (`pagehide`): the next page to load is a reload. */
+  held: boolean;
+}
+
 interface SavedSession {
   v: 1;
   sessionId: string;
@@ -405,17 +575,36 @@ interface SavedSession {
 }
 
 export class AgentBridge {
-  readonly url: string;
-  readonly sessionId: string;
+  private currentUrl: string;
+  private currentSessionId: string;
   private readonly token: string | undefined;
+  private readonly ticketSource: (() => Promise<string> | string) | null;
   private readonly clientName: string;
   private readonly reconnectOptions: Required<ReconnectOptions> | false;
-  private readonly WebSocketImpl: WebSocketFactory;
+  private readonly WebSocketImpl: WebSocketFactory | null;
   private readonly random: () => number;
   private readonly storage: StorageLike | null;
-  private readonly storageKey: string;
+  private storageKey: string;
   /** Where a generated session id is kept; null when the app chose the id. */
   private readonly sessionPointerKey: string | null;
+  /** The URL as given, to make the socket URL again when the session id changes. */
+  private readonly baseUrl: string;
+  private readonly page: PageLike | null;
+  private readonly visibility: PageLike | null;
+  private readonly pageListeners: [PageLike, string, (event: unknown) => void][] = [];
+  private channel: ChannelLike | null = null;
+  /** Settles once this tab knows the session id is its own (a duplicated tab's is not). */
+  private claim: Promise<void> | null = null;
+  /** A connection is being prepared (the claim, a ticket) before its socket exists. */
+  private preparing = false;
+  private preparations = 0;
+  private readonly transcript: Transcript;
+  /** Promises of `send()` whose run has started, by run id. */
+  private readonly waiters = new Map<string, Waiter>();
+  private lastFrameAt = 0;
+  private restartUntil = 0;
+  private rateLimitedUntil = 0;
+  private ticketRefusals = 0;
   private readonly afterReload: "snapshot" | "replay";
   private readonly tools = new Map<string, ToolRegistration<any, any>>();
   private readonly listeners = new Map<keyof AgentBridgeEvents, Set<Listener<any>>>();
@@ -449,31 +638,62 @@ export class AgentBridge {
   private fromStorage = false;
   private resetError: ResetEvent | null = null;
   private storageFailed = false;
+  /** The current connection was opened with a ticket. */
+  private usedTicket = false;
   /** Sequence number of the last server message processed. */
   lastSeq = 0;
 
   constructor(url: string, options: AgentBridgeOptions = {}) {
     const found = SESSION_IN_PATH.exec(url.split(/[?#]/)[0] ?? "");
+    this.baseUrl = url;
     this.storage = options.storage === undefined ? defaultStorage() : options.storage;
+    this.transcript = new Transcript(() => this.emit("change", { messages: this.transcript.messages }));
+    this.page = options.page === undefined ? defaultPage("window") : options.page;
+    this.visibility = options.page === undefined ? defaultPage("document") : options.page;
     let sessionId = options.sessionId ?? (found ? decodeURIComponent(found[1]!) : null);
     this.sessionPointerKey = null;
+    let duplicate: SessionPointer | null = null;
     if (sessionId === null) {
       this.sessionPointerKey = `${STORAGE_PREFIX}:session:${socketUrl(url, null)}`;
-      sessionId = this.read(this.sessionPointerKey) ?? newSessionId();
+      const pointer = this.readPointer();
+      sessionId = pointer?.id ?? newSessionId();
+      // Marked held: either this tab is a duplicate (its storage a copy of a live tab's) or the
+      // page that held it ended without `pagehide` (a crash). Only the other tab can tell.
+      if (pointer?.held) duplicate = pointer;
     }
-    this.sessionId = sessionId;
-    this.url = socketUrl(url, found ? null : this.sessionId);
-    this.storageKey = `${STORAGE_PREFIX}:${this.sessionId}:${this.url}`;
+    this.currentSessionId = sessionId;
+    this.currentUrl = socketUrl(url, found ? null : sessionId);
+    this.storageKey = `${STORAGE_PREFIX}:${sessionId}:${this.currentUrl}`;
     this.afterReload = options.afterReload ?? "snapshot";
     this.token = options.token;
+    this.ticketSource = options.ticket ?? null;
     this.clientName = options.clientName ?? "agent-bridge-js";
     this.reconnectOptions =
       options.reconnect === false ? false : { ...DEFAULT_RECONNECT, ...options.reconnect };
-    const impl = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketFactory }).WebSocket;
-    if (!impl) throw new Error("no WebSocket implementation: pass options.WebSocket");
-    this.WebSocketImpl = impl;
+    // Looked up when connecting, so a client can be made (and tools registered) where there is
+    // no WebSocket yet, as in Node 20 without --experimental-websocket.
+    this.WebSocketImpl = options.WebSocket ?? null;
+    if (options.autoConnect !== false) webSocketImpl(this.WebSocketImpl);
     this.random = options.random ?? Math.random;
-    this.restore();
+    if (this.sessionPointerKey !== null) {
+      const Channel =
+        options.BroadcastChannel === undefined
+          ? (globalThis as { BroadcastChannel?: ChannelFactory }).BroadcastChannel ?? null
+          : options.BroadcastChannel;
+      this.openChannel(Channel);
+      this.writePointer(true);
+    }
+    if (duplicate !== null && this.channel !== null) {
+      // What is restored depends on whose id this is: wait for the answer before using it.
+      this.claim = this.probe(duplicate.id).then((taken) => {
+        this.claim = null;
+        if (taken) this.takeNewSessionId();
+        this.restore();
+      });
+    } else {
+      this.restore();
+    }
+    this.listenToPage();
     if (options.autoConnect !== false) {
       // Deferred so the page can register tools and listeners first and they go in the hello.
       queueMicrotask(() => {
@@ -483,6 +703,28 @@ export class AgentBridge {
   }
 
   // State -----------------------------------------------------------------------------------
+
+  /** The WebSocket endpoint, `/ws/agent/{sessionId}`. */
+  get url(): string {
+    return this.currentUrl;
+  }
+
+  /**
+   * The session's id. A generated one can change once, before the first connection, when this
+   * tab turns out to be a duplicate of another that holds it.
+   */
+  get sessionId(): string {
+    return this.currentSessionId;
+  }
+
+  /**
+   * The conversation as user and assistant turns, kept current from the server's events and
+   * rebuilt from its snapshot after a reload; a new array (and new objects for what changed) on
+   * every `change`.
+   */
+  get messages(): readonly Turn[] {
+    return this.transcript.messages;
+  }
 
   get status(): ConnectionStatus {
     return this.currentStatus;
@@ -497,8 +739,8 @@ export class AgentBridge {
     return this.ready?.server_tools ?? [];
   }
 
-  get limits(): Limits | null {
-    return this.ready?.limits ?? null;
+  get limits(): BridgeLimits | null {
+    return this.ready ? limitsFromWire(this.ready.limits) : null;
   }
 
   /** The run in progress, if any. */
@@ -551,9 +793,15 @@ export class AgentBridge {
 
   // Tools -----------------------------------------------------------------------------------
 
-  /** Add a tool; sent in the next hello, or at once when connected. Returns its remover. */
-  registerTool<A = Record<string, unknown>, R = unknown>(tool: ToolRegistration<A, R>): () => void {
-    this.registerTools([tool as ToolRegistration<any, any>]);
+  /**
+   * Add a tool; sent in the next hello, or at once when connected. Returns its remover. Throws a
+   * TypeError at once for what the server would refuse (see `checkTool`). With a literal
+   * `parameters` schema the handler's arguments are typed from it, as with `defineTool`.
+   */
+  registerTool<const P extends ObjectSchema, R = unknown>(tool: ToolDefinition<P, R>): () => void;
+  registerTool<A = Record<string, unknown>, R = unknown>(tool: ToolRegistration<A, R>): () => void;
+  registerTool(tool: ToolRegistration<any, any>): () => void {
+    this.registerTools([tool]);
     return () => this.unregisterTool(tool.name);
   }
 
@@ -561,15 +809,11 @@ export class AgentBridge {
     const added: ToolRegistration<any, any>[] = [];
     const names = new Set<string>();
     for (const tool of tools) {
+      checkTool(tool);
       if (this.tools.has(tool.name) || names.has(tool.name)) {
         throw new Error(`a tool named ${tool.name} is already registered`);
       }
       names.add(tool.name);
-      if (typeof tool.handler !== "function") throw new TypeError(`tool ${tool.name} has no handler`);
-      // The server refuses the pair as contradictory; saying so here points at the line to fix.
-      if (tool.readOnly && tool.destructive) {
-        throw new TypeError(`tool ${tool.name} cannot be both readOnly and destructive`);
-      }
       added.push(tool);
     }
     for (const tool of added) this.tools.set(tool.name, tool);
@@ -600,14 +844,53 @@ export class AgentBridge {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    if (this.socket) return;
+    if (this.socket || this.preparing) return;
     this.setStatus({ status: this.attempt > 0 ? "reconnecting" : "connecting", attempt: this.attempt });
-    const url = this.token ? withToken(this.url, this.token) : this.url;
+    if (this.claim === null && this.ticketSource === null) {
+      this.openSocket(null);
+      return;
+    }
+    // Something must settle first (whose session id this is, a fresh ticket): the socket
+    // opens after it, unless close() or another connect() came in between.
+    this.preparing = true;
+    const preparation = ++this.preparations;
+    void this.prepare().then(
+      (ticket) => {
+        if (preparation !== this.preparations) return;
+        this.preparing = false;
+        if (!this.closedByUser) this.openSocket(ticket);
+      },
+      (error: unknown) => {
+        if (preparation !== this.preparations) return;
+        this.preparing = false;
+        if (this.closedByUser) return;
+        this.emit("error", { code: "client_ticket_failed", message: `no ticket: ${describe(error)}`, id: null, runId: null });
+        this.onClosed(null, 1006, "no ticket");
+      },
+    );
+  }
+
+  private async prepare(): Promise<string | null> {
+    if (this.claim !== null) await this.claim;
+    if (this.ticketSource === null) return null;
+    const ticket = await this.ticketSource();
+    if (typeof ticket !== "string" || ticket === "") throw new Error("the ticket function gave no ticket");
+    return ticket;
+  }
+
+  private openSocket(ticket: string | null): void {
+    let url = this.url;
+    // A ticket stands for the credentials; the long-lived token then stays out of the URL.
+    if (ticket !== null) url = withQuery(url, "ticket", ticket);
+    else if (this.token) url = withQuery(url, "token", this.token);
+    this.usedTicket = ticket !== null;
+    // No WebSocket at all is a mistake to report where connect() was called, not to retry.
+    const Impl = webSocketImpl(this.WebSocketImpl);
     let socket: WebSocketLike;
     try {
-      socket = new this.WebSocketImpl(url);
+      socket = new Impl(url);
     } catch (error) {
-      this.emit("error", { code: "client_connect_failed", message: describe(error) });
+      this.emit("error", { code: "client_connect_failed", message: describe(error), id: null, runId: null });
       this.onClosed(null, 1006, "");
       return;
     }
@@ -642,6 +925,8 @@ export class AgentBridge {
    */
   close(code = 1000, reason = "client closed"): void {
     this.closedByUser = true;
+    this.preparing = false;
+    this.preparations += 1;
     if (this.timer !== null) {
       clearTimeout(this.timer);
       this.timer = null;
@@ -662,12 +947,17 @@ export class AgentBridge {
     for (const id of [...this.approvals.keys()]) this.closeApproval(id, "closed");
     this.interrupted.clear();
     this.results.clear();
-    this.outgoing = [];
+    this.dropOutgoing(this.outgoing, "client_closed", "the session was ended with bye() before the message's run began");
     this.resumeToken = null;
     this.lastSeq = 0;
     this.remove(this.storageKey);
     if (this.sessionPointerKey !== null) this.remove(this.sessionPointerKey);
     this.close(1000, "bye");
+    // The session is over for this page: nothing to answer for or listen to any more.
+    for (const [target, type, listener] of this.pageListeners) target.removeEventListener(type, listener);
+    this.pageListeners.length = 0;
+    this.channel?.close();
+    this.channel = null;
   }
 
   // Runs ------------------------------------------------------------------------------------
@@ -677,9 +967,18 @@ export class AgentBridge {
    * is delivered once: one that may have been lost with a connection is sent again only when the
    * server shows it never got it.
    */
-  send(text: string): void {
-    this.outgoing.push({ content: text, sentOn: null });
+  send(text: string): Promise<RunResult> {
+    let waiter!: Waiter;
+    const result = new Promise<RunResult>((resolve, reject) => {
+      waiter = { resolve, reject };
+    });
+    // A page that only renders `messages` need not await this; a refusal is then not an
+    // unhandled rejection. Whoever awaits it still gets it.
+    result.catch(() => undefined);
+    const turn = this.transcript.addUser(text);
+    this.outgoing.push({ content: text, sentOn: null, turn, waiter });
     if (this.currentStatus === "open") this.flush();
+    return result;
   }
 
   /**
@@ -699,16 +998,39 @@ export class AgentBridge {
     return [...this.approvals.values()].map((approval) => approval.handle);
   }
 
-  /** Stop the current run; false when there is no connection to send it on. */
+  /**
+   * Stop the current run, and drop the messages queued behind it (their `send()` promises reject
+   * with `client_stopped`). False when there is no run to stop, or no connection to send it on.
+   */
   stop(): boolean {
+    // A message the server has (sent on this connection) may have started a run we have not
+    // heard of yet: the stop is for that run.
+    const current =
+      this.run === null ? this.outgoing.find((entry) => entry.sentOn !== null && entry.sentOn === this.socket) ?? null : null;
+    const running = this.run !== null || current !== null;
     // The server drops what is queued behind the run, so none of it may be sent again.
-    this.outgoing = [];
-    if (this.currentStatus !== "open") return false;
+    this.dropOutgoing(
+      this.outgoing.filter((entry) => entry !== current),
+      "client_stopped",
+      "stop() dropped the message before its run began",
+    );
+    if (!running || this.currentStatus !== "open") return false;
     this.transmit({ type: "stop" });
     return true;
   }
 
   // Internals -------------------------------------------------------------------------------
+
+  /** These messages will never start a run: out of the queue, their promises rejected. */
+  private dropOutgoing(entries: readonly Outgoing[], code: BridgeErrorCode, message: string): void {
+    if (entries.length === 0) return;
+    const gone = new Set(entries);
+    this.outgoing = this.outgoing.filter((entry) => !gone.has(entry));
+    for (const entry of entries) {
+      this.transcript.drop(entry.turn);
+      entry.waiter.reject(new BridgeError(code, message));
+    }
+  }
 
   private transmit(message: ClientMessage): boolean {
     const socket = this.socket;
@@ -757,13 +1079,25 @@ export class AgentBridge {
     this.flush();
   }
 
-  private confirm(content: string, runId: string): void {
+  /** The server has a message: its run started. Returns the page's entry for it, if it sent it. */
+  private confirm(content: string, runId: string): Outgoing | null {
     this.knownRuns.add(runId);
     if (this.knownRuns.size > ACKNOWLEDGED_MEMORY) {
       this.knownRuns.delete(this.knownRuns.values().next().value as string);
     }
     const index = this.outgoing.findIndex((entry) => entry.sentOn !== null && entry.content === content);
-    if (index >= 0) this.outgoing.splice(index, 1);
+    if (index < 0) return null;
+    const [entry] = this.outgoing.splice(index, 1);
+    this.waiters.set(runId, entry!.waiter);
+    return entry!;
+  }
+
+  /** The run is over: its `send()` promise resolves with what the transcript has of it. */
+  private settleRun(runId: string, reason: CompleteReason | "unknown", usage: TokenUsage | null): void {
+    const waiter = this.waiters.get(runId);
+    if (!waiter) return;
+    this.waiters.delete(runId);
+    waiter.resolve({ runId, ...this.transcript.outcome(runId), reason, usage });
   }
 
   private setStatus(event: StatusEvent): void {
@@ -774,12 +1108,13 @@ export class AgentBridge {
   private receive(socket: WebSocketLike, data: unknown): void {
     if (socket !== this.socket) return;
     // Any frame at all proves the link alive; the server pings often enough to keep it so.
+    this.lastFrameAt = Date.now();
     this.armWatchdog();
     let message: ServerMessage;
     try {
       message = JSON.parse(String(data)) as ServerMessage;
     } catch (error) {
-      this.emit("error", { code: "client_invalid_frame", message: `unreadable frame: ${describe(error)}` });
+      this.emit("error", { code: "client_invalid_frame", message: `unreadable frame: ${describe(error)}`, id: null, runId: null });
       return;
     }
     // `ready` and `snapshot` head a connection and carry no seq of their own; what comes before
@@ -797,34 +1132,29 @@ export class AgentBridge {
         this.onReady(message);
         break;
       case "snapshot":
-        this.lastSeq = message.last_seq;
-        if (message.pending_approvals) {
-          const open = new Set(message.pending_approvals);
-          for (const id of [...this.approvals.keys()]) if (!open.has(id)) this.closeApproval(id, "closed");
-        }
-        this.run = message.run?.run_id ?? null;
-        for (const turn of message.turns ?? []) {
-          if (turn.role === "user" && turn.run_id && !this.knownRuns.has(turn.run_id)) {
-            this.confirm(turn.content, turn.run_id);
-          }
-        }
-        this.emit("snapshot", message);
-        if (this.run === null) this.reconcile();
+        this.onSnapshot(message);
         break;
-      case "step_retry":
-        this.emit("stepRetry", message);
+      case "step_retry": {
+        const event = stepRetryEvent(message);
+        this.transcript.stepRetry(event.runId, event.step, event.attempt, event.reason);
+        this.emit("stepRetry", event);
         break;
+      }
       case "tools_updated":
         this.noteRejections(message.tools, false);
-        this.emit("toolsUpdated", message);
+        this.emit("toolsUpdated", toolsUpdatedEvent(message));
+        this.emitRejections(message.tools);
         break;
-      case "run_started":
+      case "run_started": {
         this.run = message.run_id;
-        this.confirm(message.content, message.run_id);
-        this.emit("runStart", message);
+        const entry = this.confirm(message.content, message.run_id);
+        this.transcript.started(message.run_id, message.content, entry?.turn ?? null);
+        this.emit("runStart", runStartEvent(message));
         break;
+      }
       case "token":
-        this.emit("token", message);
+        this.transcript.token(message.run_id, message.content);
+        this.emit("token", tokenEvent(message));
         break;
       case "tool_request":
         // Only an approved call is dispatched: whoever answered, the question is over.
@@ -837,22 +1167,30 @@ export class AgentBridge {
       case "tool_cancel":
         this.abortCall(message.id, message.reason);
         this.settled(message.id);
-        this.emit("toolCancel", message);
+        this.transcript.cancelled(message.id, message.reason);
+        this.emit("toolCancel", toolCancelEvent(message));
         break;
-      case "tool_result":
+      case "tool_result": {
         this.settled(message.id);
         this.closeApproval(message.id, approvalOutcome(message.status));
-        this.emit("toolResult", message);
+        const event = toolResultEvent(message);
+        this.transcript.toolResult(event);
+        this.emit("toolResult", event);
         break;
-      case "complete":
+      }
+      case "complete": {
         if (this.run === message.run_id) this.run = null;
         // Every call of a run has its result before `complete`; this only tidies after a gap.
         for (const [id, approval] of [...this.approvals]) {
           if (approval.message.run_id === message.run_id) this.closeApproval(id, "closed");
         }
-        this.emit("runComplete", message);
+        const event = runCompleteEvent(message);
+        this.transcript.complete(event);
+        this.settleRun(event.runId, event.reason, event.usage);
+        this.emit("runComplete", event);
         if (this.run === null && this.syncNonce === null && this.uncertain().length > 0) this.reconcile();
         break;
+      }
       case "error":
         this.onError(message as ErrorMessage);
         break;
@@ -868,13 +1206,36 @@ export class AgentBridge {
     this.emit("message", message);
   }
 
+  private onSnapshot(message: SnapshotMessage): void {
+    this.lastSeq = message.last_seq;
+    const event = snapshotEvent(message);
+    const open = new Set(event.pendingApprovals);
+    for (const id of [...this.approvals.keys()]) if (!open.has(id)) this.closeApproval(id, "closed");
+    this.run = event.run?.runId ?? null;
+    for (const turn of event.turns) {
+      if (turn.role === "user" && turn.runId && !this.knownRuns.has(turn.runId)) {
+        this.confirm(turn.content, turn.runId);
+      }
+    }
+    const handles = new Map([...this.approvals].map(([id, approval]) => [id, approval.handle] as const));
+    this.transcript.snapshot(event, handles, this.outgoing.map((entry) => entry.turn));
+    // A run this page waits for and the snapshot shows over ended while the page was away for
+    // longer than the replay window: its text is known, not how it ended.
+    const shown = new Set(event.turns.map((turn) => turn.runId));
+    for (const runId of [...this.waiters.keys()]) {
+      if (runId !== this.run && shown.has(runId)) this.settleRun(runId, "unknown", null);
+    }
+    this.emit("snapshot", event);
+    if (this.run === null) this.reconcile();
+  }
+
   private onError(message: ErrorMessage): void {
     this.onRefused(message);
     if (message.code === "queue_full") {
       // The server refused the latest message: it will never start a run to confirm it.
       for (let index = this.outgoing.length - 1; index >= 0; index -= 1) {
         if (this.outgoing[index]!.sentOn !== null) {
-          this.outgoing.splice(index, 1);
+          this.dropOutgoing([this.outgoing[index]!], "queue_full", message.message);
           break;
         }
       }
@@ -884,7 +1245,7 @@ export class AgentBridge {
       // The token is not this session's: nothing of it can be resumed, from here or a reload.
       this.forgetSession();
     }
-    this.emit("error", message);
+    this.emit("error", errorEvent(message));
   }
 
   private onReady(message: ReadyMessage): void {
@@ -895,6 +1256,8 @@ export class AgentBridge {
     // From here on the heartbeat's own bound applies.
     this.armWatchdog();
     this.attempt = 0;
+    this.restartUntil = 0;
+    this.ticketRefusals = 0;
     if (resumed === null) {
       // A fresh session's stream numbers start again.
       this.lastSeq = 0;
@@ -906,9 +1269,12 @@ export class AgentBridge {
     this.fromStorage = false;
     this.noteRejections(message.tools, true);
     this.setStatus({ status: "open", attempt: 0 });
-    this.emit("ready", message);
+    this.emit("ready", readyEvent(message));
+    // After `ready`, so a page hears of its tools' refusals once it knows it is connected.
+    this.emitRejections(message.tools);
     if (resumed !== null) this.onResumed(resumed, reload);
     if (reset) {
+      this.transcript.reset(this.outgoing.filter((entry) => entry.sentOn === null).map((entry) => entry.turn));
       this.emit("reset", this.resetError ?? { code: "session_expired", message: "the server no longer had the session" });
     }
     this.save();
@@ -916,7 +1282,11 @@ export class AgentBridge {
     if (resumed === null) {
       // Messages written to an earlier connection belonged to a session that is gone or ended
       // its runs with that connection; only those never sent are still owed.
-      this.outgoing = this.outgoing.filter((entry) => entry.sentOn === null);
+      this.dropOutgoing(
+        this.outgoing.filter((entry) => entry.sentOn !== null),
+        "client_session_reset",
+        "the session the message was sent to is gone",
+      );
       this.knownRuns.clear();
     }
     // After a gap the snapshot comes next and may confirm some; it reconciles then.
@@ -958,9 +1328,9 @@ export class AgentBridge {
     }
     this.resumeRequests(asked, pending);
     this.emit("resumed", {
-      from_seq: resumed.from_seq,
-      pending_calls: [...pending],
-      pending_approvals: [...asked],
+      fromSeq: resumed.from_seq,
+      pendingCalls: [...pending],
+      pendingApprovals: [...asked],
       gap: resumed.gap ?? false,
       reload,
       resent,
@@ -990,14 +1360,20 @@ export class AgentBridge {
     if (this.run === null) return;
     const runId = this.run;
     this.run = null;
-    this.emit("runComplete", { type: "complete", run_id: runId, reason: "disconnected", steps: 0 });
+    const event: RunCompleteEvent = { runId, reason: "disconnected", steps: 0, usage: null };
+    this.transcript.complete(event);
+    this.settleRun(runId, "disconnected", null);
+    this.emit("runComplete", event);
   }
 
   private noteRejections(report: ToolsReport, replace: boolean): void {
     if (replace) this.rejected.clear();
     for (const name of report.accepted) this.rejected.delete(name);
     for (const item of report.rejected) this.rejected.set(item.name ?? "", item);
-    if (report.rejected.length > 0) this.emit("rejected", report.rejected);
+  }
+
+  private emitRejections(report: ToolsReport): void {
+    if (report.rejected.length > 0) this.emit("rejected", [...report.rejected]);
   }
 
   private onClosed(socket: WebSocketLike | null, code: number, reason: string): void {
@@ -1008,7 +1384,12 @@ export class AgentBridge {
     this.socket = null;
     this.greeted = false;
     this.clearWatchdog();
-    const final = this.closedByUser || this.reconnectOptions === false || FINAL_CLOSE_CODES.has(code);
+    // A ticket can lapse between its fetch and the handshake (it is good for seconds): one 4401
+    // on a ticket earns one more try with a fresh one; a second means the page is not let in.
+    const ticketLapsed = code === 4401 && this.usedTicket && this.ticketRefusals === 0;
+    if (code === 4401 && this.usedTicket) this.ticketRefusals += 1;
+    const final =
+      this.closedByUser || this.reconnectOptions === false || (FINAL_CLOSE_CODES.has(code) && !ticketLapsed);
     if (this.resumeToken === null) {
       // The server ends a session it cannot resume with its connection: these calls are over.
       for (const id of [...this.calls.keys()]) this.abortCall(id, "disconnected");
@@ -1032,7 +1413,7 @@ export class AgentBridge {
       this.setStatus({ status: "closed", attempt: this.attempt, code, reason });
       return;
     }
-    const delayMs = this.backoff(this.attempt);
+    const delayMs = this.backoff(this.attempt, code, reason);
     this.attempt += 1;
     this.setStatus({ status: "reconnecting", attempt: this.attempt, delayMs, code, reason });
     this.timer = setTimeout(() => {
@@ -1041,25 +1422,157 @@ export class AgentBridge {
     }, delayMs);
   }
 
-  private backoff(attempt: number): number {
+  private backoff(attempt: number, code: number, reason: string): number {
+    const now = Date.now();
+    if (code === 4429) {
+      // Too many from this address: coming back early only earns another refusal. Wait as the
+      // server asks, and up to a quarter more so clients refused together come back apart.
+      const wait = Math.min(RATE_LIMITED_MAX_MS, Math.max(RATE_LIMITED_MIN_MS, retryHintMs(reason)));
+      const delay = Math.round(wait + (this.random() * wait) / 4);
+      this.rateLimitedUntil = now + delay;
+      return delay;
+    }
+    this.rateLimitedUntil = 0;
+    if (RESTART_CLOSE_CODES.has(code)) this.restartUntil = now + RESTART_WINDOW_MS;
     // A single drop is usually a blip (a hand-over, a proxy restart): try again at once.
     if (attempt === 0) return 0;
     const options = this.reconnectOptions as Required<ReconnectOptions>;
-    const base = Math.min(options.maxDelayMs, options.initialDelayMs * options.factor ** (attempt - 1));
+    let base = Math.min(options.maxDelayMs, options.initialDelayMs * options.factor ** (attempt - 1));
+    // A server that said it is restarting is back within seconds: keep knocking often.
+    if (now < this.restartUntil) base = Math.min(base, RESTART_DELAY_MS);
     return Math.round(base * (1 - options.jitter * this.random()));
   }
 
-  private armWatchdog(): void {
-    this.clearWatchdog();
+  /**
+   * No frame for this long means the link is dead: the server pings every heartbeat interval, so
+   * twice that (or interval + timeout, when the server allows more) is a ping missed for sure.
+   */
+  private deadLinkMs(): number {
     const limits = this.ready?.limits;
-    const deadLink = limits
-      ? limits.heartbeat_interval_ms + (limits.heartbeat_timeout_ms ?? limits.heartbeat_interval_ms)
-      : DEFAULT_DEAD_LINK_MS;
-    const ms = this.greeted ? deadLink : Math.min(deadLink, HANDSHAKE_TIMEOUT_MS);
+    if (!limits) return DEFAULT_DEAD_LINK_MS;
+    const interval = limits.heartbeat_interval_ms;
+    return Math.max(2 * interval, interval + (limits.heartbeat_timeout_ms ?? interval));
+  }
+
+  private armWatchdog(ms?: number): void {
+    this.clearWatchdog();
+    const deadLink = this.deadLinkMs();
+    const wait = ms ?? (this.greeted ? deadLink : Math.min(deadLink, HANDSHAKE_TIMEOUT_MS));
     const socket = this.socket;
-    this.watchdog = setTimeout(() => this.onDeadLink(socket, ms), ms);
+    this.watchdog = setTimeout(() => this.onDeadLink(socket, wait), wait);
     // Outside a browser, the watchdog alone must not keep a process alive.
     (this.watchdog as { unref?: () => void }).unref?.();
+  }
+
+  // The page ----------------------------------------------------------------------------------
+
+  private listenToPage(): void {
+    const on = (target: PageLike | null, type: string, listener: (event: unknown) => void) => {
+      if (target === null) return;
+      target.addEventListener(type, listener);
+      this.pageListeners.push([target, type, listener]);
+    };
+    // The network or the page is back: a reconnect waiting out its backoff goes now, and a link
+    // that looks open but may have died meanwhile (a laptop asleep, a phone in a pocket) is tested.
+    on(this.page, "online", () => this.wake());
+    on(this.visibility, "visibilitychange", () => {
+      if (this.visibility?.visibilityState !== "hidden") this.wake();
+    });
+    on(this.page, "pageshow", (event) => {
+      // Back from the back/forward cache: this page holds its session id again.
+      if ((event as { persisted?: boolean }).persisted) {
+        this.writePointer(true);
+        this.wake();
+      }
+    });
+    // The page is going (a reload, a navigation): the next page to load with this storage is
+    // its successor, not a duplicate, and may take the id without asking.
+    on(this.page, "pagehide", () => this.writePointer(false));
+  }
+
+  /** Reconnect now if waiting to, and check a link that has been quiet. */
+  private wake(): void {
+    if (this.closedByUser) return;
+    if (this.timer !== null) {
+      // The server asked for the wait after 4429; the page coming back changes nothing there.
+      if (Date.now() < this.rateLimitedUntil) return;
+      this.connect();
+      return;
+    }
+    if (this.greeted && Date.now() - this.lastFrameAt > (this.ready?.limits.heartbeat_interval_ms ?? DEFAULT_DEAD_LINK_MS / 2)) {
+      // Any frame proves the link alive, and the pong is one; none in time and it is dropped.
+      this.transmit({ type: "ping", nonce: "wake" });
+      this.armWatchdog(WAKE_PROBE_MS);
+    }
+  }
+
+  // Session id per tab ------------------------------------------------------------------------
+
+  private readPointer(): SessionPointer | null {
+    if (this.sessionPointerKey === null) return null;
+    const text = this.read(this.sessionPointerKey);
+    if (text === null || text === "") return null;
+    try {
+      const parsed = JSON.parse(text) as SessionPointer;
+      if (typeof parsed?.id === "string" && parsed.id !== "") return { id: parsed.id, held: parsed.held !== false };
+    } catch {
+      // An id stored by an earlier version, as plain text: its page is gone, so not held.
+    }
+    return { id: text, held: false };
+  }
+
+  private writePointer(held: boolean): void {
+    if (this.sessionPointerKey === null) return;
+    this.write(this.sessionPointerKey, JSON.stringify({ id: this.currentSessionId, held }));
+  }
+
+  private openChannel(Channel: ChannelFactory | null): void {
+    if (Channel === null) return;
+    try {
+      this.channel = new Channel(CHANNEL_NAME);
+    } catch {
+      return;
+    }
+    // Outside a browser an open channel would keep the process alive.
+    (this.channel as { unref?: () => void }).unref?.();
+    this.channel.onmessage = (event) => {
+      const data = event.data as { type?: string; key?: string; id?: string; nonce?: string } | null;
+      if (data?.type !== "probe" || data.key !== this.sessionPointerKey || data.id !== this.currentSessionId) return;
+      // Asked by a tab that loaded with a copy of this tab's storage: the id is taken.
+      this.channel?.postMessage({ type: "held", key: data.key, id: data.id, nonce: data.nonce });
+    };
+  }
+
+  /** Whether another live tab holds this session id; no answer in time means none does. */
+  private probe(id: string): Promise<boolean> {
+    const channel = this.channel;
+    if (channel === null) return Promise.resolve(false);
+    const nonce = newSessionId();
+    return new Promise<boolean>((resolve) => {
+      const answer = channel.onmessage;
+      const timer = setTimeout(() => finish(false), CLAIM_PROBE_MS);
+      const finish = (taken: boolean) => {
+        clearTimeout(timer);
+        channel.onmessage = answer;
+        resolve(taken);
+      };
+      channel.onmessage = (event) => {
+        const data = event.data as { type?: string; nonce?: string } | null;
+        if (data?.type === "held" && data.nonce === nonce) finish(true);
+        else answer?.(event);
+      };
+      channel.postMessage({ type: "probe", key: this.sessionPointerKey, id, nonce });
+    });
+  }
+
+  /** This tab is a duplicate: it gets a session of its own, and nothing of the other's. */
+  private takeNewSessionId(): void {
+    // The copy of the other tab's saved state belongs to that tab's session.
+    this.remove(this.storageKey);
+    this.currentSessionId = newSessionId();
+    this.currentUrl = socketUrl(this.baseUrl, this.currentSessionId);
+    this.storageKey = `${STORAGE_PREFIX}:${this.currentSessionId}:${this.currentUrl}`;
+    this.writePointer(true);
   }
 
   private clearWatchdog(): void {
@@ -1145,6 +1658,7 @@ export class AgentBridge {
       },
     };
     this.approvals.set(id, approval);
+    this.transcript.approvalRequest(approval.handle);
     this.emit("approvalRequest", approval.handle);
   }
 
@@ -1156,6 +1670,7 @@ export class AgentBridge {
       return Promise.reject(new BridgeError("unknown_approval", message, id));
     }
     approval.state = "answering";
+    this.transcript.approvalState(id, "answering");
     return new Promise<void>((resolve, reject) => {
       this.ask({
         kind: "approval",
@@ -1172,8 +1687,12 @@ export class AgentBridge {
         reject: (error) => {
           // The edit did not match the schema: the question is still open, so answer again.
           if (approval.state === "answering") {
-            if (error.code === "invalid_arguments") approval.state = "open";
-            else this.closeApproval(id, "closed");
+            if (error.code === "invalid_arguments") {
+              approval.state = "open";
+              this.transcript.approvalState(id, "open");
+            } else {
+              this.closeApproval(id, "closed");
+            }
           }
           reject(error);
         },
@@ -1191,6 +1710,7 @@ export class AgentBridge {
       this.closedApprovals.delete(this.closedApprovals.values().next().value as string);
     }
     approval.state = outcome;
+    this.transcript.approvalState(id, outcome);
     if (!approval.answered) approval.controller.abort(new Error(`the approval request is over: ${outcome}`));
     this.emit("approvalSettled", { id, outcome });
   }
@@ -1267,7 +1787,7 @@ export class AgentBridge {
     }
   }
 
-  private failRequests(code: string, message: string): void {
+  private failRequests(code: BridgeErrorCode, message: string): void {
     const requests = this.requests;
     this.requests = [];
     for (const request of requests) request.reject(new BridgeError(code, message, request.id));
@@ -1300,7 +1820,9 @@ export class AgentBridge {
     this.calls.set(id, { controller, request, started: Date.now() });
     // On record before the handler can have any effect, so a reload knows it began.
     this.save();
-    this.emit("toolRequest", request);
+    const event = toolRequestEvent(request);
+    this.transcript.toolRequest(event);
+    this.emit("toolRequest", event);
     const signal = controller.signal;
     const context: ToolContext = {
       id,
@@ -1350,6 +1872,7 @@ export class AgentBridge {
     }
     if (typeof message === "string") event.message = message.slice(0, 4096);
     this.transmit({ type: "tool_progress", ...event });
+    this.transcript.progress(id, event.progress ?? null, event.message ?? null);
     this.emit("toolProgress", event);
   }
 
@@ -1395,7 +1918,6 @@ export class AgentBridge {
       results: [...this.results].map(([id, kept]) => ({ id, name: kept.name, response: kept.response })),
     };
     this.write(this.storageKey, JSON.stringify(saved));
-    if (this.sessionPointerKey !== null) this.write(this.sessionPointerKey, this.sessionId);
   }
 
   private read(key: string): string | null {
@@ -1413,7 +1935,7 @@ export class AgentBridge {
       // Full or forbidden: the session still works, it just cannot survive a reload.
       if (!this.storageFailed) {
         this.storageFailed = true;
-        this.emit("error", { code: "client_storage_failed", message: describe(error) });
+        this.emit("error", { code: "client_storage_failed", message: describe(error), id: null, runId: null });
       }
     }
   }
@@ -1510,11 +2032,45 @@ function socketUrl(url: string, sessionId: string | null): string {
   return parsed.toString();
 }
 
-function withToken(url: string, token: string): string {
-  // Browsers cannot set headers on a WebSocket handshake, so the token rides in the query.
+function withQuery(url: string, name: string, value: string): string {
+  // Browsers cannot set headers on a WebSocket handshake, so credentials ride in the query.
   const parsed = new URL(url);
-  parsed.searchParams.set("token", token);
+  parsed.searchParams.set(name, value);
   return parsed.toString();
+}
+
+/** The wait a `4429` close reason asks for ("...; retry in 12 s"), in ms; 0 when it names none. */
+export function retryHintMs(reason: string): number {
+  const match = RETRY_IN.exec(reason);
+  if (match === null) return 0;
+  return match[1] !== undefined ? Math.ceil(Number(match[1]) * 1000) : 60_000;
+}
+
+function webSocketImpl(given: WebSocketFactory | null): WebSocketFactory {
+  const impl = given ?? (globalThis as { WebSocket?: WebSocketFactory }).WebSocket;
+  if (!impl) throw new Error("no WebSocket implementation: pass options.WebSocket");
+  return impl;
+}
+
+function defaultPage(which: "window" | "document"): PageLike | null {
+  const target = (globalThis as Record<string, unknown>)[which] as PageLike | undefined;
+  return target && typeof target.addEventListener === "function" ? target : null;
+}
+
+/**
+ * A ticket for `AgentBridge`'s `ticket` option: `POST {server}/ws-ticket` with the page's own
+ * credentials (its cookies, or the headers given), and the ticket from the answer.
+ */
+export async function fetchTicket(server: string, init: RequestInit = {}): Promise<string> {
+  const base = (globalThis as { location?: { href: string } }).location?.href;
+  const url = new URL("ws-ticket", (base ? new URL(server, base) : new URL(server)).href.replace(/\/?$/, "/"));
+  if (url.protocol === "ws:") url.protocol = "http:";
+  if (url.protocol === "wss:") url.protocol = "https:";
+  const response = await fetch(url, { method: "POST", credentials: "include", ...init });
+  if (!response.ok) throw new Error(`POST ${url.pathname} answered ${response.status}`);
+  const body = (await response.json()) as { ticket?: unknown };
+  if (typeof body.ticket !== "string") throw new Error("the ticket answer has no ticket");
+  return body.ticket;
 }
 
 function newSessionId(): string {

@@ -1,6 +1,6 @@
 // The standard browser tools: definitions from tools/*.json, implementations for a real page.
 
-import { CATALOG, CATALOG_TOOL_NAMES, type CatalogToolName } from "./catalog.js";
+import { CATALOG, CATALOG_TOOL_NAMES, type CatalogArguments, type CatalogResults, type CatalogToolName } from "./catalog.js";
 import {
   AgentBridge,
   ToolCallError,
@@ -11,11 +11,13 @@ import {
   type WireToolDefinition,
 } from "./client.js";
 
-export { CATALOG, CATALOG_TOOL_NAMES, type CatalogToolName };
+export { CATALOG, CATALOG_TOOL_NAMES, type CatalogArguments, type CatalogResults, type CatalogToolName };
 
+/** What the `confirm` tool asks. The model writes only the question; the buttons are the page's. */
 export interface ConfirmRequest {
   id: string;
   question: string;
+  /** The page's own wording for the two answers: "Approve" and "Deny". */
   approveLabel: string;
   denyLabel: string;
 }
@@ -36,16 +38,23 @@ export interface BrowserToolOptions {
   navigate?: (url: string, newTab: boolean) => void;
 }
 
-type Args = Record<string, unknown>;
-type Impl = (args: Args, context: ToolContext, options: BrowserToolOptions) => unknown;
+// Each implementation is typed from its tool's schemas: its arguments from `parameters`, what it
+// returns from `output_schema`, so the code and the definitions in tools/ cannot drift apart.
+type Implementations = {
+  [N in CatalogToolName]: (
+    args: CatalogArguments[N],
+    context: ToolContext,
+    options: BrowserToolOptions,
+  ) => CatalogResults[N] | Promise<CatalogResults[N]>;
+};
 
-const implementations: Record<CatalogToolName, Impl> = {
+const implementations: Implementations = {
   read_page: (args, _ctx, options) => {
     const root = options.textRoot?.() ?? document.body;
     const full = normaliseText(visibleText(root));
     const max = typeof args.max_chars === "number" ? args.max_chars : 4000;
     const cut = cutText(full, max);
-    return { title: document.title, url: location.href, text: cut.text, truncated: cut.truncated };
+    return { title: document.title, url: pageAddress(args.include_query === true), text: cut.text, truncated: cut.truncated };
   },
 
   // Whole, never cut: a selection is what the person chose to show; `cutText` is for pages.
@@ -139,12 +148,8 @@ const implementations: Record<CatalogToolName, Impl> = {
   },
 
   confirm: async (args, ctx, options) => {
-    const request: ConfirmRequest = {
-      id: ctx.id,
-      question: String(args.question),
-      approveLabel: typeof args.approve_label === "string" ? args.approve_label : "Approve",
-      denyLabel: typeof args.deny_label === "string" ? args.deny_label : "Deny",
-    };
+    // The buttons are the page's: a model choosing their words could label a refusal "OK".
+    const request: ConfirmRequest = { id: ctx.id, question: String(args.question), approveLabel: "Approve", denyLabel: "Deny" };
     const approved = await (options.confirm ?? dialogConfirm)(request, ctx.signal);
     if (!approved) throw new ToolDenied("the person declined");
     return { confirmed: true };
@@ -177,8 +182,8 @@ export function browserTools(options: BrowserToolOptions = {}): ToolRegistration
   for (const name of [...(only ?? []), ...exclude]) {
     if (!(name in CATALOG)) throw new Error(`the catalog has no tool named ${name}`);
   }
-  return CATALOG_TOOL_NAMES.filter((name) => (only ? only.has(name) : true) && !exclude.has(name)).map(
-    (name) => fromWire(CATALOG[name], (args, ctx) => implementations[name](args, ctx, options)),
+  return CATALOG_TOOL_NAMES.filter((name) => (only ? only.has(name) : true) && !exclude.has(name)).map((name) =>
+    fromWire(CATALOG[name], (args, ctx) => (implementations[name] as Implementations[CatalogToolName])(args as never, ctx, options)),
   );
 }
 
@@ -260,6 +265,18 @@ export function cutText(text: string, max: number): { text: string; truncated: b
 /** `text` with any lone surrogate (already broken in the page) replaced by U+FFFD. */
 function wellFormed(text: string): string {
   return text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, "\uFFFD");
+}
+
+/**
+ * The page's address for `read_page`: without the query string and fragment unless asked, since
+ * they often carry tokens, ids or personal data the model has no need of.
+ */
+function pageAddress(includeQuery: boolean): string {
+  if (includeQuery) return location.href;
+  const url = new URL(location.href);
+  url.search = "";
+  url.hash = "";
+  return url.href;
 }
 
 function visibleText(element: Element): string {

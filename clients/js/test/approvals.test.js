@@ -195,7 +195,7 @@ describe("approval requests", () => {
     again.deliver(resumableReady([], { resumed: { from_seq: seq + 1, pending_approvals: ["c1"] } }));
     again.deliver(asking("c1", { redelivered: true }));
     assert.equal(e.of("approvalRequest").length, 1);
-    assert.deepEqual(e.of("resumed")[0].pending_approvals, ["c1"]);
+    assert.deepEqual(e.of("resumed")[0].pendingApprovals, ["c1"]);
     // The object from before the drop still answers, on the new connection.
     const answer = e.of("approvalRequest")[0].approve();
     assert.equal(answers(again).length, 1);

@@ -108,15 +108,17 @@ describe("connecting", () => {
   it("exposes the server's validation errors for rejected tools", () => {
     const fake = fakeSockets();
     const bridge = new AgentBridge("ws://127.0.0.1:9", { sessionId: "s", WebSocket: fake.FakeSocket, autoConnect: false });
-    bridge.registerTool({ ...echo, name: "bad tool" });
+    // A refusal the client cannot foresee (here: the server's schema check), after `ready`.
+    bridge.registerTool({ ...echo, name: "deep", parameters: { type: "object", properties: { x: { $ref: "http://x/" } } } });
     const events = [];
+    bridge.on("ready", () => events.push("ready"));
     bridge.on("rejected", (r) => events.push(r));
     bridge.connect();
     fake.last().open();
-    const rejection = { name: "bad tool", code: "invalid_tool", reason: "name must be 1-64 characters" };
+    const rejection = { name: "deep", code: "network_ref", reason: "$ref must be local" };
     fake.last().deliver(ready([], [rejection]));
     assert.deepEqual(bridge.rejectedTools, [rejection]);
-    assert.deepEqual(events, [[rejection]]);
+    assert.deepEqual(events, ["ready", [rejection]]);
   });
 
   it("answers the server's ping with a pong carrying the same nonce", () => {
@@ -141,7 +143,7 @@ describe("runs", () => {
     const { bridge, socket } = connected();
     const seen = [];
     for (const type of ["runStart", "token", "toolResult", "runComplete"]) {
-      bridge.on(type, (e) => seen.push([type, e.type]));
+      bridge.on(type, (e) => seen.push([type, e.runId]));
     }
     bridge.send("hello there");
     assert.deepEqual(socket.sentOfType("message"), [{ type: "message", content: "hello there" }]);
@@ -154,10 +156,10 @@ describe("runs", () => {
     socket.deliver({ type: "complete", seq: 5, run_id: "r1", reason: "stopped", steps: 1 });
     assert.equal(bridge.runId, null);
     assert.deepEqual(seen, [
-      ["runStart", "run_started"],
-      ["token", "token"],
-      ["toolResult", "tool_result"],
-      ["runComplete", "complete"],
+      ["runStart", "r1"],
+      ["token", "r1"],
+      ["toolResult", "r1"],
+      ["runComplete", "r1"],
     ]);
     assert.equal(bridge.lastSeq, 5);
   });
@@ -390,7 +392,7 @@ describe("reconnecting", () => {
     await settle();
     fake.last().drop(1006);
     assert.equal(signal.aborted, true);
-    assert.deepEqual(completes, [{ type: "complete", run_id: "r1", reason: "disconnected", steps: 0 }]);
+    assert.deepEqual(completes, [{ runId: "r1", reason: "disconnected", steps: 0, usage: null }]);
     assert.equal(bridge.runId, null);
   });
 

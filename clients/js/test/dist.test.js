@@ -37,6 +37,7 @@ it("dist/ is what the TypeScript build makes from src/", () => {
 
 it("package.json points bundlers and TypeScript at files that exist", () => {
   const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
+  assert.equal(pkg.name, "agent-bridge-client");
   assert.equal(pkg.type, "module");
   assert.deepEqual(Object.keys(pkg.dependencies ?? {}), []);
   const entry = pkg.exports["."];
@@ -46,7 +47,7 @@ it("package.json points bundlers and TypeScript at files that exist", () => {
 });
 
 const CONSUMER_TS = `
-import { AgentBridge, BridgeError, registerBrowserTools, ToolDenied, type ApprovalRequest, type ServerMessage, type ToolContext } from "@agent-bridge/client";
+import { AgentBridge, BridgeError, registerBrowserTools, ToolDenied, type ApprovalRequest, type ServerMessage, type ToolContext } from "agent-bridge-client";
 
 const bridge = new AgentBridge("ws://127.0.0.1:9", { sessionId: "s", autoConnect: false });
 bridge.registerTool<{ city: string }, { temp: number }>({
@@ -88,8 +89,8 @@ export function kind(message: ServerMessage): string {
 it("is usable as a package: exports resolve in Node and its types in a TypeScript consumer", () => {
   const dir = mkdtempSync(join(tmpdir(), "agent-bridge-consumer-"));
   try {
-    mkdirSync(join(dir, "node_modules", "@agent-bridge"), { recursive: true });
-    symlinkSync(root, join(dir, "node_modules", "@agent-bridge", "client"), "dir");
+    mkdirSync(join(dir, "node_modules"), { recursive: true });
+    symlinkSync(root, join(dir, "node_modules", "agent-bridge-client"), "dir");
     writeFileSync(join(dir, "consumer.ts"), CONSUMER_TS);
     writeFileSync(
       join(dir, "tsconfig.json"),
@@ -105,7 +106,7 @@ it("is usable as a package: exports resolve in Node and its types in a TypeScrip
     execFileSync(process.execPath, [tsc, "-p", join(dir, "tsconfig.json")], { stdio: "pipe" });
     writeFileSync(
       join(dir, "consumer.mjs"),
-      'import { AgentBridge, browserTools, CATALOG_TOOL_NAMES } from "@agent-bridge/client";\n' +
+      'import { AgentBridge, browserTools, CATALOG_TOOL_NAMES } from "agent-bridge-client";\n' +
         'console.log(typeof AgentBridge, browserTools().length === CATALOG_TOOL_NAMES.length);\n',
     );
     const out = execFileSync(process.execPath, [join(dir, "consumer.mjs")], { encoding: "utf8", cwd: dir });
