@@ -126,6 +126,17 @@ class Session:
     def last_seq(self) -> int:
         return self.outbound.last_seq
 
+    @property
+    def untouched(self) -> bool:
+        """Nothing has happened in the session beyond its hello: no message, no run, no call."""
+        return (
+            not self.conversation.turns
+            and self.run is None
+            and not self.queue
+            and not len(self.calls)
+            and not len(self.approvals)
+        )
+
     # Tools -------------------------------------------------------------------------------------
 
     def tools(self) -> list[ToolSpec]:

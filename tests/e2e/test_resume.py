@@ -308,3 +308,30 @@ async def test_a_held_run_goes_on_and_a_resume_replays_all_of_it(start_bridge: S
     assert rest[0]["seq"] == seen[-1]["seq"] + 1
     text = "".join(f["content"] for f in rest if f["type"] == "token")
     assert text == "".join(pieces) and rest[-1]["reason"] == "done"
+
+
+async def test_a_client_cut_before_its_ready_may_come_back_without_the_token(
+    start_bridge: StartBridge,
+) -> None:
+    async with start_bridge() as server, asyncio.timeout(BOUND_S):
+        url = server.ws_url("cut-early")
+        departures = Departures(hub_of(server))
+        async with websockets.connect(url) as first:
+            await hello(first, tools=[TOOL])  # the server made the session; say it never arrived
+            # While the session has a connection, a tokenless hello displaces nobody.
+            async with websockets.connect(url) as rival:
+                await send(rival, {"type": "hello", "protocol": 1})
+                assert (await recv(rival))["code"] == "resume_denied"
+            first.transport.abort()
+        await departures.wait()
+        async with websockets.connect(url) as again:
+            ready = await hello(again, tools=[TOOL])
+            assert ready["type"] == "ready" and ready["session_id"] == "cut-early"
+            await send(again, {"type": "message", "content": "now it has happened"})
+            await read_until(again, "complete")
+            again.transport.abort()
+        await departures.wait()
+        # Once something has happened in it, the session needs its token again.
+        async with websockets.connect(url) as late:
+            await send(late, {"type": "hello", "protocol": 1})
+            assert (await recv(late))["code"] == "resume_denied"

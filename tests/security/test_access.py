@@ -23,6 +23,7 @@ from tests.security.access_support import (
     http,
     open_ws,
     recv,
+    recv_until,
     refused_with,
     send,
 )
@@ -270,6 +271,8 @@ async def test_server_made_session_ids(start_bridge: StartBridge) -> None:
         ws = await open_ws(f"{base}/{session_id}")
         ready = await hello(ws, resume={"token": token, "last_seq": 0})
         assert ready["session_id"] == session_id and ready["resumed"] is not None
+        await send(ws, {"type": "message", "content": "something happens in it"})
+        await recv_until(ws, "complete")
         await ws.close()
         # A client-chosen name is still a name, but only a name: no token, no entry.
         ws = await open_ws(f"{base}/{session_id}")
