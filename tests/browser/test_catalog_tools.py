@@ -153,14 +153,9 @@ async def test_default_confirm_dialog_approve_and_deny(
     context: BrowserContext, in_process_demo: RunningServer
 ) -> None:
     page = await demo(context, in_process_demo)
-    for button, expected in (("Yes, go", True), ("No", False)):
-        pending = asyncio.ensure_future(
-            run_tool(
-                page,
-                "confirm",
-                {"question": "Proceed?", "approve_label": "Yes, go", "deny_label": "No"},
-            )
-        )
+    # The model supplies only the question; the buttons' words are the page's own.
+    for button, expected in (("Approve", True), ("Deny", False)):
+        pending = asyncio.ensure_future(run_tool(page, "confirm", {"question": "Proceed?"}))
         dialog = page.locator("dialog.agent-bridge-confirm")
         await expect(dialog).to_be_visible(timeout=TIMEOUT_MS)
         await expect(dialog).to_contain_text("Proceed?")

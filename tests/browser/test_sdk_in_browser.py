@@ -17,14 +17,27 @@ async def test_the_page_answers_pings_and_keeps_its_connection(page: Page) -> No
         await page.goto(server.http_url + "/", timeout=TIMEOUT_MS)
         status = page.locator("#status")
         await expect(status).to_have_attribute("data-state", "open", timeout=TIMEOUT_MS)
+        # The page's CSP forbids string evaluation (wait_for_function needs it), so the count is
+        # shown in the page and a locator waits on it.
         await page.evaluate(
             """() => {
-              window.pings = 0;
-              window.demo.bridge.on("message", (m) => { if (m.type === "ping") window.pings++; });
+              const shown = document.createElement("output");
+              shown.id = "pings";
+              shown.dataset.enough = "no";
+              document.body.append(shown);
+              let pings = 0;
+              window.demo.bridge.on("message", (m) => {
+                if (m.type !== "ping") return;
+                pings += 1;
+                shown.textContent = String(pings);
+                if (pings >= 10) shown.dataset.enough = "yes";
+              });
             }"""
         )
         # Each ping after the first needs the pong to the one before it, or the server closes.
-        await page.wait_for_function("window.pings >= 10", timeout=TIMEOUT_MS)
+        await expect(page.locator("#pings")).to_have_attribute(
+            "data-enough", "yes", timeout=TIMEOUT_MS
+        )
         await expect(status).to_have_attribute("data-state", "open")
         await expect(page.locator(".notice.disconnected")).to_have_count(0)
 
@@ -52,11 +65,16 @@ async def test_the_servers_reasons_for_a_rejected_tool_reach_the_page(
     await page.evaluate(
         """() => window.demo.bridge.registerTool({
           name: "broken",
-          parameters: { type: "array" },
+          parameters: {
+            type: "object",
+            properties: { place: { $ref: "https://schemas.example/place.json" } },
+          },
           handler: () => null,
         })"""
     )
+    # The SDK refuses a malformed schema itself; a remote $ref is well formed, and only the
+    # server (which never fetches one) says no, so this is its reason reaching the page.
     rejected = page.locator("#tools li.rejected[data-tool='broken']")
-    await expect(rejected).to_contain_text("type", timeout=TIMEOUT_MS)
+    await expect(rejected).to_contain_text("only local references", timeout=TIMEOUT_MS)
     codes = await page.evaluate("window.demo.bridge.rejectedTools.map((r) => r.code)")
-    assert codes == ["invalid_tool"]
+    assert codes == ["network_ref"]
