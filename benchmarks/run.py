@@ -1,4 +1,4 @@
-"""`make bench`: the bridge against hand-written baselines, B1-B9, in one run on loopback.
+"""`make bench`: the bridge against hand-written baselines, B1-B11, in one run on loopback.
 
     python benchmarks/run.py [--quick] [--only B1,B6] [--out PATH]
 
@@ -54,6 +54,10 @@ FULL = {
     "b9_iterations": 200,
     "b9_tokens": 400,
     "b9_missed": 200,
+    "b10_samples": 200,
+    "b11_sessions": 200,
+    "b11_warmup_s": 1.0,
+    "b11_duration_s": 4.0,
 }
 QUICK = {
     "rounds": 1,
@@ -73,6 +77,10 @@ QUICK = {
     "b9_iterations": 5,
     "b9_tokens": 40,
     "b9_missed": 20,
+    "b10_samples": 10,
+    "b11_sessions": 10,
+    "b11_warmup_s": 0.2,
+    "b11_duration_s": 0.8,
 }
 
 
@@ -741,6 +749,163 @@ def b9(size: dict[str, Any]) -> Bench:
     return bench
 
 
+# Scale-out (docs/scale-out.md) ----------------------------------------------------------------
+
+
+def _redis() -> Any:
+    """A real redis-server on a free loopback port (persistence off), for B10/B11."""
+    from bridge.testing.redis_server import RedisServer
+
+    server = RedisServer()
+    server.start()
+    return server
+
+
+def _cluster_env(redis: Any, cluster: str) -> dict[str, str]:
+    return {"BRIDGE_REDIS_URL": redis.url, "BRIDGE_CLUSTER": cluster}
+
+
+def b10(size: dict[str, Any]) -> Bench:
+    bench = Bench("B10", "cross-worker overhead: a tool call round trip as the session moves")
+    redis = _redis()
+    servers: list[Server] = []
+    try:
+        for r in range(size["rounds"]):
+            env = _cluster_env(redis, f"b10-{r}-{os.getpid()}")
+            # Both workers on the server core, as one machine's workers would share it.
+            servers = [Server("server_cluster.py", env=env), Server("server_cluster.py", env=env)]
+            ports = [str(s.port) for s in servers]
+            with Meter(servers) as meter:
+                done = subprocess.run(
+                    [PY, str(HERE / "cluster_client.py"), *ports, str(size["b10_samples"])],
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    check=True,
+                )
+            got = json.loads(done.stdout.strip().splitlines()[-1])
+            for variant, figures in got.items():
+                bench.add(r, variant, meter, p50_ms=figures["p50_ms"], p99_ms=figures["p99_ms"])
+            stopping(servers)()
+            servers = []
+    finally:
+        stopping(servers)()
+        redis.close()
+    bench.summarise(["p50_ms", "p99_ms"])
+    added = bench.ratio(
+        "added by the move, p50 (ms)",
+        "reconnect, non-owner",
+        "reconnect, owner",
+        "p50_ms",
+        lambda moved, stayed: moved - stayed,
+    )
+    bench.ratio(
+        "added by the move, p99 (ms)",
+        "reconnect, non-owner",
+        "reconnect, owner",
+        "p99_ms",
+        lambda moved, stayed: moved - stayed,
+    )
+    bench.ratio(
+        "steady after the move - steady on the owner, p50 (ms)",
+        "steady, after the move",
+        "steady",
+        "p50_ms",
+        lambda after, before: after - before,
+    )
+    bench.target("added by the move, p50 (ms)", added, 1.0, at_most=True)
+    return bench
+
+
+def _sessions_load(port: int, sessions: int, size: dict[str, Any], cpu: int | None) -> Any:
+    spec = {
+        "scenario": "sessions",
+        "mode": "saturate",
+        "proto": "bridge",
+        "port": port,
+        "sessions": sessions,
+        "warmup_s": size["b11_warmup_s"],
+        "duration_s": size["b11_duration_s"],
+        "seed": 1,
+        "cpu": cpu,
+    }
+    return subprocess.Popen(
+        [PY, str(HERE / "loadgen.py"), json.dumps(spec)],
+        cwd=HERE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def b11(size: dict[str, Any]) -> Bench:
+    bench = Bench("B11", "aggregate calls/s at saturation: 1 and 2 workers storing in Redis")
+    redis = _redis()
+    sessions = size["b11_sessions"]
+    try:
+        for r in range(size["rounds"]):
+            variants = ["1 worker, no Redis", "1 worker, Redis", "2 workers, Redis"]
+            for variant in rotate(variants, r):
+                env = (
+                    _cluster_env(redis, f"b11-{r}-{os.getpid()}")
+                    if "no Redis" not in variant
+                    else {}
+                )
+                if variant.startswith("2"):
+                    # One worker per core; the load generators and Redis take what is left.
+                    servers = [
+                        Server("server_bridge.py", env=env, cpu=SERVER_CPU),
+                        Server("server_bridge.py", env=env, cpu=CLIENT_CPU),
+                    ]
+                    cpus: list[int | None] = [None, None]
+                else:
+                    servers = [Server("server_bridge.py", env=env)]
+                    cpus = [CLIENT_CPU]
+                share = sessions // len(servers)
+                try:
+                    with Meter(servers) as meter:
+                        procs = [
+                            _sessions_load(s.port, share, size, cpu)
+                            for s, cpu in zip(servers, cpus, strict=True)
+                        ]
+                        outs = [p.communicate(timeout=300) for p in procs]
+                finally:
+                    stopping(servers)()
+                results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+                bench.add(
+                    r,
+                    variant,
+                    meter,
+                    calls_per_s=sum(g["calls_per_s"] for g in results),
+                    p50_ms=statistics.median(g["p50_ms"] for g in results),
+                    p99_ms=max(g["p99_ms"] for g in results),
+                    errors=sum(g["errors"] for g in results),
+                    server_cpu_s_per_s=meter.server_cpu / meter.wall,
+                )
+    finally:
+        redis.close()
+    bench.summarise(["calls_per_s", "p50_ms", "p99_ms", "errors", "server_cpu_s_per_s"])
+    bench.ratio(
+        "calls/s 1 worker Redis / no Redis",
+        "1 worker, Redis",
+        "1 worker, no Redis",
+        "calls_per_s",
+        None,
+    )
+    scale = bench.ratio(
+        "calls/s 2 workers / 1 worker (Redis)",
+        "2 workers, Redis",
+        "1 worker, Redis",
+        "calls_per_s",
+        None,
+    )
+    bench.notes.append(
+        "2 cores: two workers, Redis and the load generators share them; see docs/benchmarks.md"
+    )
+    bench.target("2 workers / 1 worker calls/s (Redis)", scale, 1.0, at_most=False)
+    return bench
+
+
 # Report ---------------------------------------------------------------------------------------
 
 
@@ -828,6 +993,8 @@ def main() -> int:
         ({"B3"}, b3),
         ({"B8"}, b8),
         ({"B9"}, b9),
+        ({"B10"}, b10),
+        ({"B11"}, b11),
         ({"B6", "B7"}, b6_b7),
         ({"B4", "B5"}, b4_b5),
     ]
