@@ -1,6 +1,9 @@
-"""The SDK's connection duties in a real browser: heartbeat, token, the server's rejections."""
+"""The SDK's connection duties in a real browser: heartbeat, token and tickets, the server's
+rejections."""
 
 from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
 
 from playwright.async_api import Page, expect
 
@@ -42,18 +45,71 @@ async def test_the_page_answers_pings_and_keeps_its_connection(page: Page) -> No
         await expect(page.locator(".notice.disconnected")).to_have_count(0)
 
 
-async def test_a_token_in_the_page_url_is_passed_on_and_a_wrong_one_is_final(page: Page) -> None:
+# Opens a socket with a ticket the page already used: the server must refuse it (4401).
+REUSE_TICKET = """(url) => new Promise((resolve) => {
+  const ws = new WebSocket(url);
+  ws.onclose = (e) => resolve(e.code);
+  ws.onopen = () => ws.send(JSON.stringify({type: "hello", protocol: 1, tools: []}));
+})"""
+
+
+async def test_the_demo_asks_for_the_token_and_connects_with_single_use_tickets(
+    page: Page,
+) -> None:
     settings = BridgeSettings(token="s3cret")
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
     async with serve_app(demo_app(settings=settings)) as server:
-        await page.goto(server.http_url + "/?token=wrong", timeout=TIMEOUT_MS)
+        await page.goto(server.http_url + "/", timeout=TIMEOUT_MS)
         status = page.locator("#status")
-        await expect(status).to_have_attribute("data-state", "closed", timeout=TIMEOUT_MS)
-        # The close code is for developers (data-code); the person reads what it means.
+        form = page.locator("#token-form")
+        # No token yet: the server refuses the page (4401), and the page asks for one.
+        await expect(form).to_be_visible(timeout=TIMEOUT_MS)
+        await expect(status).to_have_attribute("data-state", "closed")
         await expect(status).to_have_attribute("data-code", "4401")
         await expect(status).to_contain_text("access token")
+        await expect(page.locator("#token-problem")).to_have_text(
+            "This server needs an access token."
+        )
+        assert len(sockets) == 1 and urlsplit(sockets[0]).query == ""
 
-        await page.goto(server.http_url + "/?token=s3cret", timeout=TIMEOUT_MS)
+        # A wrong token fails clearly: its ticket request is refused, no socket is opened.
+        await page.locator("#token").fill("wrong")
+        await page.locator("#token-form button").click()
+        await expect(page.locator("#token-problem")).to_have_text(
+            "The server refused that token.", timeout=TIMEOUT_MS
+        )
+        await expect(form).to_be_visible()
+        await expect(status).to_have_attribute("data-state", "closed")
+        await expect(status).to_contain_text("access token")
+        assert len(sockets) == 1
+
+        await page.locator("#token").fill("s3cret")
+        await page.locator("#token-form button").click()
         await expect(status).to_have_attribute("data-state", "open", timeout=TIMEOUT_MS)
+        await expect(form).to_be_hidden()
+
+        # A reconnect (the same session, resumed) trades the token for a fresh ticket again.
+        await page.evaluate("() => { window.demo.bridge.close(); window.demo.bridge.connect(); }")
+        await expect(page.locator(".notice.resumed")).to_have_count(1, timeout=TIMEOUT_MS)
+        await expect(status).to_have_attribute("data-state", "open")
+
+        assert len(sockets) == 3
+        tickets = [parse_qs(urlsplit(url).query) for url in sockets[1:]]
+        assert all(set(query) == {"ticket"} for query in tickets), sockets
+        assert tickets[0]["ticket"] != tickets[1]["ticket"]
+        # The token went nowhere but an Authorization header: not the URL, not the storage.
+        assert "s3cret" not in page.url
+        stored = await page.evaluate(
+            "() => JSON.stringify([{...sessionStorage}, {...localStorage}])"
+        )
+        assert "s3cret" not in stored
+        # Each ticket was good once.
+        assert await page.evaluate(REUSE_TICKET, sockets[1]) == 4401
+
+        # A reload forgets the token: the page asks again.
+        await page.reload(timeout=TIMEOUT_MS)
+        await expect(form).to_be_visible(timeout=TIMEOUT_MS)
 
 
 async def test_the_servers_reasons_for_a_rejected_tool_reach_the_page(

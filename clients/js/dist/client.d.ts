@@ -289,9 +289,10 @@ export interface AgentBridgeOptions {
     /**
      * Called before each connection for a single-use ticket, sent as `?ticket=` instead of a token:
      * typically a `POST /ws-ticket` with the page's normal credentials (see `fetchTicket`). A
-     * failure is retried like a dropped connection.
+     * failure is retried like a dropped connection. `null` connects without one this time (a page
+     * that learns from a `4401` that the server wants credentials, and asks the person for them).
      */
-    ticket?: () => Promise<string> | string;
+    ticket?: () => Promise<string | null> | string | null;
     /**
      * Appended to the URL as /ws/agent/{sessionId} unless the URL already names a session. Without
      * one the client makes one per tab, kept in `storage` so a reload of the page comes back to the
@@ -543,7 +544,16 @@ export declare function toWire(tool: ToolRegistration<any, any>): WireToolDefini
 /** The wait a `4429` close reason asks for ("...; retry in 12 s"), in ms; 0 when it names none. */
 export declare function retryHintMs(reason: string): number;
 /**
+ * `fetchTicket`'s error when the server answered but gave no ticket: `status` is its HTTP status
+ * (401: the credentials were refused, so asking again with the same ones cannot help).
+ */
+export declare class TicketError extends Error {
+    readonly status: number;
+    constructor(message: string, status: number);
+}
+/**
  * A ticket for `AgentBridge`'s `ticket` option: `POST {server}/ws-ticket` with the page's own
- * credentials (its cookies, or the headers given), and the ticket from the answer.
+ * credentials (its cookies, or the headers given), and the ticket from the answer. Throws a
+ * `TicketError` when the server refuses (a network failure throws as `fetch` does).
  */
 export declare function fetchTicket(server: string, init?: RequestInit): Promise<string>;

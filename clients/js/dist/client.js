@@ -405,6 +405,8 @@ export class AgentBridge {
         if (this.ticketSource === null)
             return null;
         const ticket = await this.ticketSource();
+        if (ticket === null)
+            return null;
         if (typeof ticket !== "string" || ticket === "")
             throw new Error("the ticket function gave no ticket");
         return ticket;
@@ -1618,8 +1620,21 @@ function defaultPage(which) {
     return target && typeof target.addEventListener === "function" ? target : null;
 }
 /**
+ * `fetchTicket`'s error when the server answered but gave no ticket: `status` is its HTTP status
+ * (401: the credentials were refused, so asking again with the same ones cannot help).
+ */
+export class TicketError extends Error {
+    status;
+    constructor(message, status) {
+        super(message);
+        this.name = "TicketError";
+        this.status = status;
+    }
+}
+/**
  * A ticket for `AgentBridge`'s `ticket` option: `POST {server}/ws-ticket` with the page's own
- * credentials (its cookies, or the headers given), and the ticket from the answer.
+ * credentials (its cookies, or the headers given), and the ticket from the answer. Throws a
+ * `TicketError` when the server refuses (a network failure throws as `fetch` does).
  */
 export async function fetchTicket(server, init = {}) {
     const base = globalThis.location?.href;
@@ -1630,7 +1645,7 @@ export async function fetchTicket(server, init = {}) {
         url.protocol = "https:";
     const response = await fetch(url, { method: "POST", credentials: "include", ...init });
     if (!response.ok)
-        throw new Error(`POST ${url.pathname} answered ${response.status}`);
+        throw new TicketError(`POST ${url.pathname} answered ${response.status}`, response.status);
     const body = (await response.json());
     if (typeof body.ticket !== "string")
         throw new Error("the ticket answer has no ticket");

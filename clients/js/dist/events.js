@@ -1,17 +1,6 @@
 // What the app sees of the server's messages: camelCase objects, converted here at the edge, so
 // the rest of the SDK and every app speak one casing. Only protocol field names are converted;
 // tool arguments and results are the tool's own data and pass through untouched.
-// The wire names under the camelCase ones, readable but hidden (not enumerable, not in the
-// types), so a page written against the earlier snake_case events keeps working while it moves
-// over. Nothing in the SDK reads them.
-function aliased(event, wire, skip = []) {
-    for (const [key, value] of Object.entries(wire)) {
-        if (!key.includes("_") || key in event || skip.includes(key))
-            continue;
-        Object.defineProperty(event, key, { value, enumerable: false, configurable: true });
-    }
-    return event;
-}
 export function limitsFromWire(limits) {
     return {
         maxMessageBytes: limits.max_message_bytes,
@@ -48,7 +37,7 @@ export function readyEvent(message) {
         resumed: message.resumed ? resumeInfo(message.resumed) : null,
     };
     // The resume token is the client's business: it is never handed to the page's listeners.
-    return aliased(event, message, ["resume_token"]);
+    return event;
 }
 function snapshotCall(call) {
     const args = call.arguments;
@@ -68,10 +57,10 @@ function snapshotTurn(turn) {
         runId: turn.run_id ?? null,
         toolCalls: (turn.tool_calls ?? []).map(snapshotCall),
     };
-    return aliased(info, turn);
+    return info;
 }
 export function snapshotEvent(message) {
-    const run = message.run ? aliased({ runId: message.run.run_id, content: message.run.content ?? "" }, message.run) : null;
+    const run = message.run ? { runId: message.run.run_id, content: message.run.content ?? "" } : null;
     const event = {
         lastSeq: message.last_seq,
         turns: (message.turns ?? []).map(snapshotTurn),
@@ -79,20 +68,19 @@ export function snapshotEvent(message) {
         pendingCalls: [...(message.pending_calls ?? [])],
         pendingApprovals: [...(message.pending_approvals ?? [])],
     };
-    return aliased(event, message);
+    return event;
 }
 export function stepRetryEvent(message) {
-    const event = { runId: message.run_id, step: message.step, attempt: message.attempt, reason: message.reason };
-    return aliased(event, message);
+    return { runId: message.run_id, step: message.step, attempt: message.attempt, reason: message.reason };
 }
 export function toolsUpdatedEvent(message) {
     return { tools: toolsReport(message.tools), removed: [...(message.removed ?? [])], active: [...(message.active ?? [])] };
 }
 export function runStartEvent(message) {
-    return aliased({ runId: message.run_id, content: message.content }, message);
+    return { runId: message.run_id, content: message.content };
 }
 export function tokenEvent(message) {
-    return aliased({ runId: message.run_id, content: message.content }, message);
+    return { runId: message.run_id, content: message.content };
 }
 export function toolRequestEvent(message) {
     const event = {
@@ -104,7 +92,7 @@ export function toolRequestEvent(message) {
         interactive: message.interactive ?? false,
         redelivered: message.redelivered ?? false,
     };
-    return aliased(event, message);
+    return event;
 }
 export function toolCancelEvent(message) {
     return { id: message.id, reason: message.reason };
@@ -119,7 +107,7 @@ export function toolResultEvent(message) {
         result: message.result ?? null,
         error: message.error ?? null,
     };
-    return aliased(event, message);
+    return event;
 }
 export function usageFromWire(usage) {
     if (!usage)
@@ -140,8 +128,8 @@ export function runCompleteEvent(message) {
         steps: message.steps ?? 0,
         usage: usageFromWire(message.usage),
     };
-    return aliased(event, message);
+    return event;
 }
 export function errorEvent(message) {
-    return aliased({ code: message.code, message: message.message, id: message.id ?? null, runId: message.run_id ?? null }, message);
+    return { code: message.code, message: message.message, id: message.id ?? null, runId: message.run_id ?? null };
 }

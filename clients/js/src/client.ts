@@ -424,9 +424,10 @@ export interface AgentBridgeOptions {
   /**
    * Called before each connection for a single-use ticket, sent as `?ticket=` instead of a token:
    * typically a `POST /ws-ticket` with the page's normal credentials (see `fetchTicket`). A
-   * failure is retried like a dropped connection.
+   * failure is retried like a dropped connection. `null` connects without one this time (a page
+   * that learns from a `4401` that the server wants credentials, and asks the person for them).
    */
-  ticket?: () => Promise<string> | string;
+  ticket?: () => Promise<string | null> | string | null;
   /**
    * Appended to the URL as /ws/agent/{sessionId} unless the URL already names a session. Without
    * one the client makes one per tab, kept in `storage` so a reload of the page comes back to the
@@ -578,7 +579,7 @@ export class AgentBridge {
   private currentUrl: string;
   private currentSessionId: string;
   private readonly token: string | undefined;
-  private readonly ticketSource: (() => Promise<string> | string) | null;
+  private readonly ticketSource: (() => Promise<string | null> | string | null) | null;
   private readonly clientName: string;
   private readonly reconnectOptions: Required<ReconnectOptions> | false;
   private readonly WebSocketImpl: WebSocketFactory | null;
@@ -874,6 +875,7 @@ export class AgentBridge {
     if (this.claim !== null) await this.claim;
     if (this.ticketSource === null) return null;
     const ticket = await this.ticketSource();
+    if (ticket === null) return null;
     if (typeof ticket !== "string" || ticket === "") throw new Error("the ticket function gave no ticket");
     return ticket;
   }
@@ -2058,8 +2060,23 @@ function defaultPage(which: "window" | "document"): PageLike | null {
 }
 
 /**
+ * `fetchTicket`'s error when the server answered but gave no ticket: `status` is its HTTP status
+ * (401: the credentials were refused, so asking again with the same ones cannot help).
+ */
+export class TicketError extends Error {
+  readonly status: number;
+
+  constructor(message: string, status: number) {
+    super(message);
+    this.name = "TicketError";
+    this.status = status;
+  }
+}
+
+/**
  * A ticket for `AgentBridge`'s `ticket` option: `POST {server}/ws-ticket` with the page's own
- * credentials (its cookies, or the headers given), and the ticket from the answer.
+ * credentials (its cookies, or the headers given), and the ticket from the answer. Throws a
+ * `TicketError` when the server refuses (a network failure throws as `fetch` does).
  */
 export async function fetchTicket(server: string, init: RequestInit = {}): Promise<string> {
   const base = (globalThis as { location?: { href: string } }).location?.href;
@@ -2067,7 +2084,7 @@ export async function fetchTicket(server: string, init: RequestInit = {}): Promi
   if (url.protocol === "ws:") url.protocol = "http:";
   if (url.protocol === "wss:") url.protocol = "https:";
   const response = await fetch(url, { method: "POST", credentials: "include", ...init });
-  if (!response.ok) throw new Error(`POST ${url.pathname} answered ${response.status}`);
+  if (!response.ok) throw new TicketError(`POST ${url.pathname} answered ${response.status}`, response.status);
   const body = (await response.json()) as { ticket?: unknown };
   if (typeof body.ticket !== "string") throw new Error("the ticket answer has no ticket");
   return body.ticket;

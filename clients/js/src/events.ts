@@ -185,17 +185,6 @@ export interface BridgeErrorEvent {
   runId: string | null;
 }
 
-// The wire names under the camelCase ones, readable but hidden (not enumerable, not in the
-// types), so a page written against the earlier snake_case events keeps working while it moves
-// over. Nothing in the SDK reads them.
-function aliased<T extends object>(event: T, wire: object, skip: readonly string[] = []): T {
-  for (const [key, value] of Object.entries(wire)) {
-    if (!key.includes("_") || key in event || skip.includes(key)) continue;
-    Object.defineProperty(event, key, { value, enumerable: false, configurable: true });
-  }
-  return event;
-}
-
 export function limitsFromWire(limits: Limits): BridgeLimits {
   return {
     maxMessageBytes: limits.max_message_bytes,
@@ -235,7 +224,7 @@ export function readyEvent(message: ReadyMessage): ReadyEvent {
     resumed: message.resumed ? resumeInfo(message.resumed) : null,
   };
   // The resume token is the client's business: it is never handed to the page's listeners.
-  return aliased(event, message, ["resume_token"]);
+  return event;
 }
 
 function snapshotCall(call: SnapshotCall): SnapshotCallInfo {
@@ -257,11 +246,11 @@ function snapshotTurn(turn: SnapshotTurn): SnapshotTurnInfo {
     runId: turn.run_id ?? null,
     toolCalls: (turn.tool_calls ?? []).map(snapshotCall),
   };
-  return aliased(info, turn);
+  return info;
 }
 
 export function snapshotEvent(message: SnapshotMessage): SnapshotEvent {
-  const run = message.run ? aliased({ runId: message.run.run_id, content: message.run.content ?? "" }, message.run) : null;
+  const run = message.run ? { runId: message.run.run_id, content: message.run.content ?? "" } : null;
   const event: SnapshotEvent = {
     lastSeq: message.last_seq,
     turns: (message.turns ?? []).map(snapshotTurn),
@@ -269,12 +258,11 @@ export function snapshotEvent(message: SnapshotMessage): SnapshotEvent {
     pendingCalls: [...(message.pending_calls ?? [])],
     pendingApprovals: [...(message.pending_approvals ?? [])],
   };
-  return aliased(event, message);
+  return event;
 }
 
 export function stepRetryEvent(message: StepRetryMessage): StepRetryEvent {
-  const event = { runId: message.run_id, step: message.step, attempt: message.attempt, reason: message.reason };
-  return aliased(event, message);
+  return { runId: message.run_id, step: message.step, attempt: message.attempt, reason: message.reason };
 }
 
 export function toolsUpdatedEvent(message: ToolsUpdatedMessage): ToolsUpdatedEvent {
@@ -282,11 +270,11 @@ export function toolsUpdatedEvent(message: ToolsUpdatedMessage): ToolsUpdatedEve
 }
 
 export function runStartEvent(message: RunStartedMessage): RunStartEvent {
-  return aliased({ runId: message.run_id, content: message.content }, message);
+  return { runId: message.run_id, content: message.content };
 }
 
 export function tokenEvent(message: TokenMessage): TokenEvent {
-  return aliased({ runId: message.run_id, content: message.content }, message);
+  return { runId: message.run_id, content: message.content };
 }
 
 export function toolRequestEvent(message: ToolRequestMessage): ToolRequestEvent {
@@ -299,7 +287,7 @@ export function toolRequestEvent(message: ToolRequestMessage): ToolRequestEvent 
     interactive: message.interactive ?? false,
     redelivered: message.redelivered ?? false,
   };
-  return aliased(event, message);
+  return event;
 }
 
 export function toolCancelEvent(message: ToolCancelMessage): ToolCancelEvent {
@@ -316,7 +304,7 @@ export function toolResultEvent(message: ToolResultMessage): ToolResultEvent {
     result: message.result ?? null,
     error: message.error ?? null,
   };
-  return aliased(event, message);
+  return event;
 }
 
 export function usageFromWire(usage: Usage | null | undefined): TokenUsage | null {
@@ -335,9 +323,9 @@ export function runCompleteEvent(message: CompleteMessage): RunCompleteEvent {
     steps: message.steps ?? 0,
     usage: usageFromWire(message.usage),
   };
-  return aliased(event, message);
+  return event;
 }
 
 export function errorEvent(message: ErrorMessage): BridgeErrorEvent {
-  return aliased({ code: message.code, message: message.message, id: message.id ?? null, runId: message.run_id ?? null }, message);
+  return { code: message.code, message: message.message, id: message.id ?? null, runId: message.run_id ?? null };
 }

@@ -192,6 +192,20 @@ describe("tickets", () => {
     assert.equal(env.fake.last().url, "ws://127.0.0.1:9/ws/agent/s1?ticket=ok");
   });
 
+  it("connects without a ticket when the function gives null, and a 4401 is then final", async () => {
+    let wanted = false;
+    const env = start({ ticket: () => (wanted ? "t" : null) });
+    env.bridge.connect();
+    await settle();
+    assert.equal(env.fake.last().url, "ws://127.0.0.1:9/ws/agent/s1");
+    env.fake.last().drop(4401, "token required");
+    assert.equal(env.bridge.status, "closed");
+    wanted = true;
+    env.bridge.connect();
+    await settle();
+    assert.equal(env.fake.last().url, "ws://127.0.0.1:9/ws/agent/s1?ticket=t");
+  });
+
   it("tries once more after a 4401 (a ticket can lapse on the way), then gives up", async () => {
     const env = start({ ticket: () => "t" });
     env.bridge.connect();

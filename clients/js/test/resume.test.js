@@ -99,7 +99,7 @@ describe("seq", () => {
   it("passes step_retry on as stepRetry", () => {
     const { fake, of } = resumable();
     fake.last().deliver({ type: "step_retry", seq: 1, run_id: "r1", step: 2, attempt: 1, reason: "model_connection" });
-    assert.deepEqual(of("stepRetry").map((e) => [e.run_id, e.step]), [["r1", 2]]);
+    assert.deepEqual(of("stepRetry").map((e) => [e.runId, e.step]), [["r1", 2]]);
   });
 });
 

@@ -77,7 +77,8 @@ describe("one casing", () => {
     socket.deliver({ type: "tool_result", seq: 3, id: "c", run_id: "r1", name: "n", status: "ok", source: "server", result: { some_key: 1 } });
     socket.deliver({ type: "error", seq: 4, code: "no_active_run", message: "m", run_id: "r1" });
     socket.deliver({ type: "complete", seq: 5, run_id: "r1", reason: "done", steps: 1, usage: { total_tokens: 3 } });
-    const keys = (value) => (value && typeof value === "object" && !Array.isArray(value) ? Object.keys(value) : []);
+    // Own names, hidden ones included: no snake_case copy of a field may ride along unseen.
+    const keys = (value) => (value && typeof value === "object" && !Array.isArray(value) ? Object.getOwnPropertyNames(value) : []);
     const snake = [];
     const walk = (value, path, data) => {
       for (const key of keys(value)) {
