@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 
 
 def run_workers(count: int, settings: BridgeSettings, log_level: str) -> int:
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    # Said to be TCP, so asyncio turns Nagle off on the connections it accepts.
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.host, settings.port))
     sock.listen(2048)

@@ -385,6 +385,9 @@ class FaultProxy(_Controls):
     async def _accept(self, listener: socket.socket) -> None:
         while True:
             sock, _ = await asyncio.get_running_loop().sock_accept(listener)
+            # Accepted this way a socket reports protocol 0, so asyncio would leave Nagle on and
+            # small frames would wait for the peer's delayed ACK (about 40 ms each).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection = ProxyConnection(self, len(self.connections), sock)
             if self._rng is not None:
                 for d in _DIRECTIONS:

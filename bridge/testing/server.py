@@ -39,7 +39,10 @@ async def serve_app(
 
     A bridge app (`create_app`) is served with the same uvicorn options as `agent-bridge serve`,
     its transport deadlines included; any other app with uvicorn's own."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # Said to be TCP, so asyncio turns Nagle off on the connections it accepts (with protocol
+    # 0 it leaves it on, and every small frame waits for the client's delayed ACK).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     sock.listen(2048)

@@ -344,3 +344,21 @@ async def test_chaos_1000_calls_with_cuts_every_few_calls(start_bridge: StartBri
         f"{sum(duplicates)} duplicate frames dropped, "
         f"{elapsed:.1f} s"
     )
+
+
+async def test_a_server_named_session_is_resumed_by_its_name(start_bridge: StartBridge) -> None:
+    model = ScriptedModel([[call("echo", {"text": "ping"})], ["answer: PING"]])
+    runs: Counter[str] = Counter()
+    async with start_bridge(model=model) as server, FaultProxy(server.host, server.port) as proxy:
+        # `/ws/agent`: the server makes the session's id and says it in `ready`.
+        client = resilient(proxy.ws_url("/ws/agent"))
+        counted_echo(client, runs)
+        async with asyncio.timeout(BOUND_S), client:
+            named = client.ready["session_id"]
+            trigger = proxy.cut_on(b'"tool_request"', "down")
+            result = await client.run("go")
+            await trigger.wait()
+            assert client.reconnects >= 1
+            assert client.ready["session_id"] == named
+    assert result.text == "answer: PING" and list(runs.values()) == [1]
+    assert client.url.endswith(f"/ws/agent/{named}")

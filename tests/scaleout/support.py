@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.testing import FaultProxy, OpenAIServer, Reply
+from bridge.testing import OpenAIServer, Reply
 from bridge.testing.haproxy import HAProxy
 from bridge.testing.openai_wire import ScriptItem
 from bridge.testing.redis_server import RedisServer, free_port
@@ -259,22 +258,6 @@ async def running_cluster(
         await asyncio.to_thread(balancer.close)
         for worker in workers:
             await asyncio.to_thread(worker.stop)
-
-
-def without_nagle(proxy: FaultProxy) -> FaultProxy:
-    """Make the proxy's accepted sockets send at once (Linux copies TCP_NODELAY from the
-    listening socket to each accepted one).
-
-    FaultProxy accepts with `loop.sock_accept`, whose sockets report protocol 0, and asyncio
-    only sets TCP_NODELAY on sockets that say IPPROTO_TCP: its writes to the client wait for
-    Nagle's algorithm and the client's delayed ACK, about 40 ms a frame (a step took 50 ms
-    through it against 6 ms without). The tests here time nothing, but 300 calls would spend
-    most of the folder's budget waiting.
-    """
-    listener = proxy._listener
-    if listener is not None:
-        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return proxy
 
 
 def owner_pid(owner: str | None) -> int | None:

@@ -21,7 +21,6 @@ from tests.scaleout.support import (
     running_cluster,
     since_last_user,
     tool_results,
-    without_nagle,
 )
 
 SESSIONS = 10
@@ -57,7 +56,6 @@ async def test_300_calls_with_random_cuts_over_three_workers(
         running_cluster(redis, model, 3, cluster_name) as cluster,
         FaultProxy(cluster.balancer.host, cluster.balancer.port) as proxy,
     ):
-        without_nagle(proxy)
         pids = {w.pid: w.number for w in cluster.workers}
         # Per session, the worker that sent each `ready`: the one that claimed the session
         # for that connection (it holds the owner lease when `ready` goes out).

@@ -23,7 +23,6 @@ from tests.scaleout.support import (
     running_cluster,
     since_last_user,
     until,
-    without_nagle,
 )
 from tests.store.support import require
 
@@ -95,7 +94,6 @@ async def test_redis_stopped_and_restarted_under_load(
             FaultProxy(cluster.balancer.host, cluster.balancer.port) as proxy,
             asyncio.timeout(BOUND_S),
         ):
-            without_nagle(proxy)
             loads = [Load(proxy.ws_url("/ws/agent/outage"), n) for n in range(CLIENTS)]
             tasks = [asyncio.create_task(load.go()) for load in loads]
             try:

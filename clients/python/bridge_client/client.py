@@ -22,6 +22,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, overload
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import websockets
 from pydantic import TypeAdapter
@@ -855,6 +856,11 @@ class BridgeClient:
         token = event.get("resume_token")
         if isinstance(token, str):
             self._resume_token = token
+        session_id = event.get("session_id")
+        if isinstance(session_id, str):
+            # Connected to `/ws/agent`, the server named the session: come back to that name,
+            # or a reconnect would open a new session.
+            self.url = session_url(self.url, session_id)
         limits = event.get("limits") or {}
         interval = limits.get("heartbeat_interval_ms")
         if isinstance(interval, int | float) and interval > 0:
@@ -1074,3 +1080,12 @@ class BridgeClient:
         link = self._link
         if link is not None:
             await self._deliver(link, call_id, response)
+
+
+def session_url(url: str, session_id: str) -> str:
+    """`url` naming `session_id`: `.../ws/agent` gains it; a URL that names one keeps it."""
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    if path.endswith("/ws/agent"):
+        path = f"{path}/{quote(session_id, safe='')}"
+    return urlunsplit(parts._replace(path=path))
