@@ -9,12 +9,16 @@
   with the reason they are not ours to check.
 - ```js and ```ts blocks are type-checked with the SDK's own TypeScript (`tsc --strict`) against
   its built `dist/` types, the SDK's import specifiers pointing there.
+- ```html blocks are pages: the import map must map the SDK's name to a `dist/index.js` (or the
+  bridge's `/sdk/index.js`), and the module script is type-checked as JavaScript (`--checkJs`)
+  the same way.
 - Any other language must be listed in `SKIPPED_LANGUAGES`, with the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shlex
@@ -33,7 +37,7 @@ from bridge import BridgeSettings, create_app
 from bridge.testing import RunningServer, serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
-READMES = [ROOT / "README.md"]
+READMES = [ROOT / "README.md", ROOT / "clients" / "js" / "README.md"]
 JS_DIR = ROOT / "clients" / "js"
 TSC = JS_DIR / "node_modules" / ".bin" / "tsc"
 BOUND_S = 60
@@ -93,10 +97,11 @@ ALL = [b for readme in READMES for b in blocks(readme)]
 PYTHON = [b for b in ALL if b.language in ("python", "py")]
 SHELL = [b for b in ALL if b.language in ("sh", "bash", "shell", "console")]
 SCRIPT = [b for b in ALL if b.language in ("js", "javascript", "ts", "typescript")]
+PAGES = [b for b in ALL if b.language == "html"]
 
 
 def test_every_block_is_run_checked_or_skipped_for_a_reason() -> None:
-    handled = set(PYTHON) | set(SHELL) | set(SCRIPT)
+    handled = set(PYTHON) | set(SHELL) | set(SCRIPT) | set(PAGES)
     unknown = [b.id for b in ALL if b not in handled and b.language not in SKIPPED_LANGUAGES]
     assert unknown == [], f"blocks in a language this test neither runs nor skips: {unknown}"
     # The README has code of each kind; an extraction that found nothing would pass vacuously.
@@ -252,6 +257,23 @@ def test_shell_block_names_commands_that_exist(block: Block) -> None:
 # JavaScript ------------------------------------------------------------------------------------
 
 
+_MODULE_SCRIPT = re.compile(r'<script type="module">(.*?)</script>', re.DOTALL)
+_IMPORT_MAP = re.compile(r'<script type="importmap">(.*?)</script>', re.DOTALL)
+
+
+def _page_script(block: Block) -> str:
+    """The page's module script, once its import map is checked to lead to the SDK's entry."""
+    found = _IMPORT_MAP.search(block.text)
+    assert found, f"{block.id}: a page without an import map cannot import the SDK by name"
+    imports = json.loads(found.group(1))["imports"]
+    targets = [imports[name] for name in SDK_SPECIFIERS if name in imports]
+    assert targets, f"{block.id}: the import map does not name the SDK: {imports}"
+    assert all(t.endswith(("/dist/index.js", "/sdk/index.js")) for t in targets), targets
+    scripts = _MODULE_SCRIPT.findall(block.text)
+    assert len(scripts) == 1, f"{block.id}: expected one module script, found {len(scripts)}"
+    return str(scripts[0])
+
+
 def test_js_blocks_type_check_against_the_sdk(tmp_path: Path) -> None:
     assert TSC.is_file(), "the SDK's dev dependencies are missing: run `make js`"
     index = JS_DIR / "dist" / "index.js"
@@ -264,6 +286,14 @@ def test_js_blocks_type_check_against_the_sdk(tmp_path: Path) -> None:
         name = f"readme_line_{block.line}_{block.readme.parent.name}.ts"
         # Each block is a module of its own, as the page that holds it would be.
         (tmp_path / name).write_text(JS_PRELUDE + text + "\nexport {};\n")
+        files[name] = block
+    for block in PAGES:
+        script = _page_script(block)
+        for specifier in SDK_SPECIFIERS:
+            script = script.replace(f'"{specifier}"', f'"{index}"')
+        # Plain JavaScript, as a page runs it: checked with --checkJs, JSDoc casts and all.
+        name = f"readme_line_{block.line}_{block.readme.parent.name}.js"
+        (tmp_path / name).write_text(script)
         files[name] = block
     done = subprocess.run(
         [
@@ -279,6 +309,8 @@ def test_js_blocks_type_check_against_the_sdk(tmp_path: Path) -> None:
             "--lib",
             "es2022,dom,dom.iterable",
             "--skipLibCheck",
+            "--allowJs",
+            "--checkJs",
             *files,
         ],
         cwd=tmp_path,
