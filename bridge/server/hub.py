@@ -111,7 +111,7 @@ class SessionHub:
                 runtime = self._runtimes.get(session_id)
                 session = runtime.session if runtime is not None else await self._stored(session_id)
                 if session is not None:
-                    _authorise(session, connection, hello, self._connections.get(session_id))
+                    _authorise(session, connection, hello)
                 if runtime is None and self._cluster is not None:
                     await self._claim(session_id)
                     claimed = True
@@ -120,7 +120,7 @@ class SessionHub:
                     # a session too new to have been stored had nothing to check it against.
                     session = await self._stored(session_id)
                     if session is not None:
-                        _authorise(session, connection, hello, self._connections.get(session_id))
+                        _authorise(session, connection, hello)
             except ConnectionError:
                 raise ConnectionRefused(
                     "the session store cannot be reached; try again later",
@@ -386,19 +386,17 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
         log.error("ending a held session failed", exc_info=task.exception())
 
 
-def _authorise(
-    session: Session, connection: Connection, hello: HelloMessage, live: Connection | None
-) -> None:
+def _authorise(session: Session, connection: Connection, hello: HelloMessage) -> None:
     """Only the session's owner, with its resume token, attaches to an existing session. The
     refusal says the same whatever failed, so it tells a stranger nothing of the session.
 
-    One exception: the owner without the token, while nothing has happened in the session and
-    no connection holds it (a client whose connection was cut before its `ready` never learnt
-    the token): there is nothing in it to take, nobody to displace, and refusing would leave
-    that client no way back to its session id.
+    One exception: the owner without the token, while nothing has happened in the session (a
+    client whose connection was cut before its `ready` never learnt the token, and whose dead
+    connection the server may not have noticed yet): there is nothing in it to take, and
+    refusing would leave that client no way back to its session id.
     """
     owned = session.owner in (None, connection.principal.id)
-    if hello.resume is None and owned and session.untouched and live is None:
+    if hello.resume is None and owned and session.untouched:
         return
     if hello.resume is None or not owned or session.resume_plan(hello.resume) is ResumePlan.DENIED:
         raise ConnectionRefused(

@@ -216,6 +216,7 @@ async def test_a_newer_connection_needs_the_token_and_then_replaces_the_older_44
     async with start_bridge() as server:
         url = server.ws_url("same")
         async with asyncio.timeout(BOUND_S), BridgeClient(url) as old:
+            await old.run("something happens in the session")
             async with websockets.connect(url) as stranger:
                 await stranger.send(json.dumps({"type": "hello", "protocol": 1}))
                 assert json.loads(await stranger.recv())["code"] == "resume_denied"

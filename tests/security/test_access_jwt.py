@@ -20,6 +20,7 @@ from tests.security.access_support import (
     http,
     open_ws,
     recv,
+    recv_until,
     refused_with,
     send,
 )
@@ -87,6 +88,8 @@ async def test_alice_in_a_second_tab_replaces_her_first_with_the_resume_token(
     first = await open_ws(f"ws://127.0.0.1:{server.port}/ws/agent", headers=ALICE)
     ready = await hello(first)
     url = server.ws_url(ready["session_id"])
+    await send(first, {"type": "message", "content": "something happens in the session"})
+    await recv_until(first, "complete")
     # Without the token her own second tab is refused like anyone else, the first untouched.
     assert (await refused_with_hello(url, ALICE)) == 4403
     await still_alive(first, "kept")
