@@ -216,6 +216,10 @@ class Conversation:
     # valid only for the list it was counted on.
     _chars: int = 0
     _counted: list[Turn] | None = None
+    # Where the exchange in progress starts: nothing from there on may be dropped, so while it
+    # is the only exchange there is nothing to look for (a long run would otherwise rescan the
+    # whole list on every turn).
+    _current: int = 0
 
     def add(self, turn: Turn) -> None:
         if (
@@ -226,11 +230,17 @@ class Conversation:
             turn = _truncated(turn, self.max_result_chars)
         if self._counted is not self.turns:
             self._chars = sum(_size(t) for t in self.turns)
+            self._current = max(
+                (i for i, t in enumerate(self.turns) if isinstance(t, UserTurn)), default=0
+            )
             self._counted = self.turns
+        if isinstance(turn, UserTurn):
+            self._current = len(self.turns)
         self.turns.append(turn)
         self._chars += _size(turn)
-        if (self.max_turns and len(self.turns) > self.max_turns) or (
-            self.max_chars and self._chars > self.max_chars
+        if self._current and (
+            (self.max_turns and len(self.turns) > self.max_turns)
+            or (self.max_chars and self._chars > self.max_chars)
         ):
             self._trim()
 
@@ -252,6 +262,7 @@ class Conversation:
         if cut:
             del turns[:cut]
             self._chars -= dropped
+            self._current -= cut
 
     def __iter__(self) -> Iterator[Turn]:
         return iter(self.turns)
