@@ -31,7 +31,6 @@ from bridge.protocol import (
     ErrorMessage,
     RunStartedMessage,
     StepRetryMessage,
-    TokenMessage,
     ToolResultMessage,
     Usage,
 )
@@ -191,7 +190,7 @@ class AgentLoop:
                 if isinstance(event, TextDelta):
                     if event.text:
                         step.text.append(event.text)
-                        await self._outbox.send(TokenMessage(run_id=run_id, content=event.text))
+                        await self._outbox.send_token(run_id, event.text)
                 elif isinstance(event, ToolCallEvent):
                     wire_id = self._session.calls.new_id()
                     step.calls.append(

@@ -35,14 +35,22 @@ class Outbox:
 
     async def send(self, message: BaseModel) -> None:
         """Queue a message, waiting while the client is behind or away (backpressure)."""
+        if type(message) is TokenMessage:
+            await self.send_token(message.run_id, message.content)
+            return
+        await self._wait_for_room()
+        self.post(message)
+
+    async def send_token(self, run_id: str, text: str) -> None:
+        """Queue a piece of the model's text, waiting while the client is behind or away."""
+        await self._wait_for_room()
+        self.log.push_token(run_id, text)
+        self._notify()
+
+    async def _wait_for_room(self) -> None:
         while not self._has_room():
             self._room.clear()
             await self._room.wait()
-        if type(message) is TokenMessage:
-            self.log.push_token(message.run_id, message.content)
-            self._notify()
-        else:
-            self.post(message)
 
     def _has_room(self) -> bool:
         if self.log.cursor is None:
