@@ -13,7 +13,6 @@ page reload. An answer to an id never asked, or already decided, changes nothing
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -103,7 +102,7 @@ class ApprovalTable:
     def __init__(self, clock: Callable[[], float], *, remember: int = 1024) -> None:
         self._clock = clock
         self._open: dict[str, PendingApproval] = {}
-        self._decided: OrderedDict[str, None] = OrderedDict()
+        self._decided: dict[str, None] = {}
         self._remember = remember
         self.approved_tools: set[str] = set()
 
@@ -141,7 +140,8 @@ class ApprovalTable:
         if pending is not None:
             self._decided[call_id] = None
             while len(self._decided) > self._remember:
-                self._decided.popitem(last=False)
+                # Dicts keep insertion order: the first key is the oldest decision.
+                del self._decided[next(iter(self._decided))]
         return pending
 
     def classify(self, call_id: str) -> Answer:
