@@ -55,8 +55,10 @@ class SessionLimits:
     max_tool_calls_per_run: int = 64
     tool_failures_in_a_row: int = 3
     resume_grace_s: float = 60.0
-    replay_max_messages: int = 2048
-    replay_max_bytes: int = 1_048_576
+    # Enough for what is sent while a drop goes unnoticed (the send queue's worth, and a held
+    # session's coalesced tokens), small enough for thousands of sessions (docs/benchmarks.md).
+    replay_max_messages: int = 512
+    replay_max_bytes: int = 262_144
     ttl_s: float = 600.0
     # The conversation the model reads: past these, the oldest exchanges are dropped whole, and
     # a longer tool result is cut with a marker (policy in bridge/conversation.py).

@@ -33,23 +33,18 @@ def utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
-class _Entry:
-    __slots__ = ("frame", "parts", "run_id", "seq", "size")
+class _OpenTokens:
+    """The newest frame while it is a token frame that may still grow; frozen to a string when
+    a reader takes it, when anything else is pushed, or when the record is dumped."""
 
-    def __init__(self, seq: int, frame: str | None, run_id: str = "", text: str = "") -> None:
+    __slots__ = ("parts", "run_id", "seq", "size")
+
+    def __init__(self, seq: int, run_id: str, text: str) -> None:
         self.seq = seq
-        self.frame = frame
         self.run_id = run_id
-        self.parts = [text] if frame is None else []
-        # An open token frame is counted by its text plus room for the envelope around it.
-        self.size = utf8_size(frame) if frame is not None else utf8_size(text) + 64
-
-    def text(self) -> str:
-        if self.frame is None:
-            self.frame = token_frame(self.seq, self.run_id, "".join(self.parts))
-            self.parts = []
-            self.size = utf8_size(self.frame)
-        return self.frame
+        self.parts = [text]
+        # Counted by its text plus room for the envelope around it until it is written.
+        self.size = utf8_size(text) + 64
 
 
 # A lone surrogate cannot be encoded for the socket; the model's text is cleaned like any other.
@@ -66,6 +61,10 @@ def token_frame(seq: int, run_id: str, content: str) -> str:
 
 
 class OutboundLog:
+    """Frames are kept as plain strings, their seqs implied by their place (consecutive from
+    `first_seq`): a window of thousands of frames in each of thousands of sessions then holds
+    no object the garbage collector has to visit."""
+
     def __init__(
         self,
         *,
@@ -76,10 +75,12 @@ class OutboundLog:
         self._max_messages = max(1, max_messages)
         self._max_bytes = max_bytes
         self._coalesce_max = coalesce_max_chars
-        self._entries: deque[_Entry] = deque()
+        self._frames: deque[str] = deque()
+        # The seq of `_frames[0]` (of the open token frame when `_frames` is empty).
+        self._first = 1
+        self._open: _OpenTokens | None = None
         self._bytes = 0
         self._seq = 0
-        self._open_tokens: _Entry | None = None
         # The last seq handed to the attached reader; None while no connection is attached.
         self.cursor: int | None = None
         # While no reader is attached: the last seq the departed reader took. What came after
@@ -99,10 +100,10 @@ class OutboundLog:
     @property
     def first_seq(self) -> int:
         """The oldest seq still in the window (last_seq + 1 when the window is empty)."""
-        return self._entries[0].seq if self._entries else self._seq + 1
+        return self._first if len(self) else self._seq + 1
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._frames) + (self._open is not None)
 
     @property
     def size_bytes(self) -> int:
@@ -110,7 +111,7 @@ class OutboundLog:
 
     @property
     def full(self) -> bool:
-        return len(self._entries) >= self._max_messages or self._bytes >= self._max_bytes
+        return len(self) >= self._max_messages or self._bytes >= self._max_bytes
 
     @property
     def backlog(self) -> int:
@@ -128,49 +129,63 @@ class OutboundLog:
         seq = self._seq + 1
         message.seq = seq  # type: ignore[attr-defined]
         frame = dump_server_message(message)
+        self._freeze()
         self._seq = seq
-        self._open_tokens = None
-        self._append(_Entry(seq, frame))
+        self._keep(frame)
         return seq
 
     def push_token(self, run_id: str, text: str) -> None:
-        entry = self._open_tokens
+        open_ = self._open
         if (
-            entry is not None
-            and entry.frame is None
-            and entry.run_id == run_id
+            open_ is not None
+            and open_.run_id == run_id
             and (self.cursor is None or self.reader_busy)
-            and entry.size + len(text) <= self._coalesce_max + 64
+            and open_.size + len(text) <= self._coalesce_max + 64
         ):
-            entry.parts.append(text)
+            open_.parts.append(text)
             grown = utf8_size(text)
-            entry.size += grown
+            open_.size += grown
             self._bytes += grown
             self._trim()
             return
+        self._freeze()
         self._seq += 1
-        entry = _Entry(self._seq, None, run_id, text)
-        self._open_tokens = entry
-        self._append(entry)
-
-    def _append(self, entry: _Entry) -> None:
-        self._entries.append(entry)
-        self._bytes += entry.size
+        if not len(self):
+            self._first = self._seq
+        self._open = _OpenTokens(self._seq, run_id, text)
+        self._bytes += self._open.size
         self._trim()
 
+    def _keep(self, frame: str) -> None:
+        if not len(self):
+            self._first = self._seq
+        self._frames.append(frame)
+        self._bytes += utf8_size(frame)
+        self._trim()
+
+    def _freeze(self) -> None:
+        """Write the open token frame out: it stops growing and is counted exactly."""
+        open_ = self._open
+        if open_ is None:
+            return
+        self._open = None
+        frame = token_frame(open_.seq, open_.run_id, "".join(open_.parts))
+        self._frames.append(frame)
+        self._bytes += utf8_size(frame) - open_.size
+
     def _trim(self) -> None:
-        entries = self._entries
-        while len(entries) > 1 and (
-            len(entries) > self._max_messages or self._bytes > self._max_bytes
+        frames = self._frames
+        while (
+            frames
+            and len(self) > 1
+            and (len(self) > self._max_messages or self._bytes > self._max_bytes)
         ):
-            if self._held_after is not None and entries[0].seq > self._held_after:
+            if self._held_after is not None and self._first > self._held_after:
                 return
-            oldest = entries.popleft()
-            self._bytes -= oldest.size
-            if self.cursor is not None and oldest.seq > self.cursor:
+            self._bytes -= utf8_size(frames.popleft())
+            if self.cursor is not None and self._first > self.cursor:
                 self.overflowed = True
-            if oldest is self._open_tokens:
-                self._open_tokens = None
+            self._first += 1
 
     # Reading -----------------------------------------------------------------------------------
 
@@ -196,33 +211,28 @@ class OutboundLog:
         """The next frame for the attached reader, or None when it has everything."""
         if self.cursor is None or self.cursor >= self._seq:
             return None
-        # Seqs in the window are consecutive, so the next entry is found by arithmetic.
-        index = max(0, self.cursor + 1 - self.first_seq)
-        entry = self._entries[index]
-        frame = self._freeze(entry)
-        self.cursor = entry.seq
-        if entry is self._open_tokens:
-            self._open_tokens = None
-        return frame
-
-    def _freeze(self, entry: _Entry) -> str:
-        """The entry's final frame; an open token frame stops growing and is counted exactly."""
-        before = entry.size
-        frame = entry.text()
-        self._bytes += entry.size - before
-        return frame
+        wanted = max(self.cursor + 1, self.first_seq)
+        if self._open is not None and wanted == self._open.seq:
+            self._freeze()
+        self.cursor = wanted
+        return self._frames[wanted - self._first]
 
     # Record ------------------------------------------------------------------------------------
 
     def dump(self) -> dict[str, Any]:
-        return {"seq": self._seq, "frames": [[e.seq, self._freeze(e)] for e in self._entries]}
+        self._freeze()
+        return {
+            "seq": self._seq,
+            "frames": [[self._first + i, frame] for i, frame in enumerate(self._frames)],
+        }
 
     def load(self, data: Mapping[str, Any]) -> None:
-        self._entries.clear()
+        self._frames.clear()
+        self._open = None
         self._bytes = 0
         self._seq = data["seq"]
-        self._open_tokens = None
-        for seq, frame in data["frames"]:
-            entry = _Entry(seq, frame)
-            self._entries.append(entry)
-            self._bytes += entry.size
+        frames = data["frames"]
+        self._first = frames[0][0] if frames else self._seq + 1
+        for _seq, frame in frames:
+            self._frames.append(frame)
+            self._bytes += utf8_size(frame)
