@@ -15,15 +15,13 @@ a TCP connection is accepted; stopping sends SIGTERM to the process group.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 
-from bridge.testing.redis_server import LoggedProcess, find_executable, free_port
+from bridge.testing.redis_server import LoggedProcess, Service, find_executable, free_port
 
 __all__ = ["HAProxy", "Timeouts", "haproxy_config"]
 
@@ -115,7 +113,7 @@ def haproxy_config(
     return "\n".join(lines) + "\n"
 
 
-class HAProxy:
+class HAProxy(Service):
     def __init__(
         self,
         backends: Sequence[int | tuple[str, int]],
@@ -191,22 +189,3 @@ class HAProxy:
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
-
-    def __enter__(self) -> HAProxy:
-        self.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> HAProxy:
-        # Start-up blocks until HAProxy is ready: keep it off the event loop.
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await asyncio.to_thread(self.close)

@@ -27,8 +27,16 @@ import tempfile
 import threading
 import time
 from types import TracebackType
+from typing import Self
 
-__all__ = ["LoggedProcess", "MissingExecutable", "RedisServer", "find_executable", "free_port"]
+__all__ = [
+    "LoggedProcess",
+    "MissingExecutable",
+    "RedisServer",
+    "Service",
+    "find_executable",
+    "free_port",
+]
 
 _READY = "Ready to accept connections"
 _LOG_LINES = 200
@@ -55,6 +63,37 @@ def find_executable(name: str, package: str) -> str:
             f"'sudo apt-get install {package}' (Debian)"
         )
     return path
+
+
+class Service:
+    """A real service a test starts: `with` and `async with` start it and close it.
+
+    Starting blocks until the service is ready, so the async forms keep it off the event loop.
+    """
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.close)
 
 
 class LoggedProcess:
@@ -137,7 +176,7 @@ class LoggedProcess:
         self._process = None
 
 
-class RedisServer:
+class RedisServer(Service):
     def __init__(
         self,
         *,
@@ -238,24 +277,3 @@ class RedisServer:
                 return reply.startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
-
-    # Context managers ------------------------------------------------------------------------
-
-    def __enter__(self) -> RedisServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> RedisServer:
-        # Starting blocks for the server's start-up: keep it off the event loop.
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await asyncio.to_thread(self.close)
