@@ -60,8 +60,9 @@ typecheck: $(STAMP)
 pytest: setup
 	$(VENV)/bin/pytest
 
-# The browser SDK's unit tests (node's runner, a fake socket) and its dist/ freshness check.
-jstest: js
+# The browser SDK's unit tests (node's runner, a fake socket), its dist/ freshness check, and
+# its chaos test against the real server (which needs the venv).
+jstest: js $(STAMP)
 	cd $(JS_DIR) && npm test
 
 test: lint typecheck jstest pytest
