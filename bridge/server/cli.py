@@ -145,7 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         print(f"  workers: {args.workers}, cluster {settings.cluster!r}", flush=True)
         _pass_to_workers(args, settings)
-        return run_workers(args.workers, settings, args.log_level)
+        return run_workers(args.workers, settings, args.log_level, log_config)
     if settings.gc_tuning:
         # After start-up, so the modules and schemas just built are frozen out of every
         # later collection (docs/benchmarks.md: B6/B7).

@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -26,7 +27,12 @@ __all__ = ["run_workers"]
 log = logging.getLogger(__name__)
 
 
-def run_workers(count: int, settings: BridgeSettings, log_level: str) -> int:
+def run_workers(
+    count: int, settings: BridgeSettings, log_level: str, log_config: dict[str, Any]
+) -> int:
+    """Serve with `count` workers until a signal stops them. `log_config` is the
+    `logging_config` the command line asked for: each worker's uvicorn installs it again,
+    as a single-process server does."""
     # Said to be TCP, so asyncio turns Nagle off on the connections it accepts.
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -44,7 +50,7 @@ def run_workers(count: int, settings: BridgeSettings, log_level: str) -> int:
             os.kill(pid, signal.SIGTERM)
 
     for number in range(count):
-        children[_start(number, sock, settings, log_level)] = number
+        children[_start(number, sock, settings, log_level, log_config)] = number
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     while children:
@@ -59,12 +65,18 @@ def run_workers(count: int, settings: BridgeSettings, log_level: str) -> int:
             continue
         if not stopping:
             print(f"agent-bridge: worker {number} ended ({status}); starting it again", flush=True)
-            children[_start(number, sock, settings, log_level)] = number
+            children[_start(number, sock, settings, log_level, log_config)] = number
     sock.close()
     return 0
 
 
-def _start(number: int, sock: socket.socket, settings: BridgeSettings, log_level: str) -> int:
+def _start(
+    number: int,
+    sock: socket.socket,
+    settings: BridgeSettings,
+    log_level: str,
+    log_config: dict[str, Any],
+) -> int:
     pid = os.fork()
     if pid:
         return pid
@@ -74,7 +86,8 @@ def _start(number: int, sock: socket.socket, settings: BridgeSettings, log_level
     from bridge.server.cli import worker_app
 
     options = uvicorn_options(settings.connection_limits(), compression=settings.compression)
-    config = uvicorn.Config(worker_app(), log_level=log_level, **options)
+    # Without it uvicorn would install its own plain-text configuration over the inherited one.
+    config = uvicorn.Config(worker_app(), log_level=log_level, log_config=log_config, **options)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

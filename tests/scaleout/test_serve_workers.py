@@ -1,10 +1,11 @@
 """`agent-bridge serve --workers N`: refused without Redis (exit 2, saying why), refused when
 the Redis it is given cannot be used (exit 1), and with Redis N forked workers serve sessions on
-one port."""
+one port, logging in the format the command line asked for."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 
 from bridge.redis_store import RedisStore
@@ -94,3 +95,29 @@ async def test_two_workers_on_redis_serve_sessions(redis: RedisServer, cluster_n
         await store.close()
         code = await asyncio.to_thread(master.stop)
     assert code == 0, master.output()
+
+
+async def test_forked_workers_log_as_json_when_asked(redis: RedisServer, cluster_name: str) -> None:
+    master = Process(
+        "serve --workers 2 --log-format json",
+        serve("--workers", "2", "--port", str(free_port()), "--log-format", "json"),
+        worker_env(redis.url, cluster_name),
+    )
+    try:
+        started = await asyncio.to_thread(
+            master.wait_line, "Application startup complete.", READY_S, 2
+        )
+        assert started, master.output()
+    finally:
+        code = await asyncio.to_thread(master.stop)
+    assert code == 0, master.output()
+    # uvicorn's own lines from each worker, start to shutdown: all of them one JSON object.
+    said = ("server process", "application startup", "shutting down")
+    lines = [line.text for line in master.lines if any(s in line.text.lower() for s in said)]
+    records = [json.loads(text) for text in lines]
+    assert all(r["logger"] == "uvicorn.error" and r["level"] == "info" for r in records), lines
+    messages = [r["message"] for r in records]
+    assert messages.count("Application startup complete.") == 2, messages
+    started_pids = {m.rsplit("[", 1)[1].rstrip("]") for m in messages if m.startswith("Started")}
+    assert len(started_pids) == 2 and str(master.pid) not in started_pids, messages
+    assert not [text for text in master.output().splitlines() if text.startswith("INFO:")]
