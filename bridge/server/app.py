@@ -34,12 +34,15 @@ from bridge.server.logs import install_redaction
 from bridge.server.origins import OriginPolicy
 from bridge.server.scaleout import check_redis, cluster_from
 from bridge.server.settings import BridgeSettings
-from bridge.server.tickets import TicketBook
+from bridge.server.shared_tickets import SharedTickets, UnshareableClaims
+from bridge.server.tickets import LocalTickets, TicketBook, Tickets
 from bridge.store import SessionStore
 
 __all__ = ["Bridge", "create_app"]
 
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# What a client asking for a ticket while the cluster's Redis is away is told to wait.
+_TICKET_STORE_RETRY_S = 2
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +78,29 @@ class Bridge:
         self.origins = OriginPolicy.build(
             self.settings.allowed_origins, bind_host=self.settings.host
         )
-        access = self.settings.access_limits()
-        self.tickets = TicketBook(
-            ttl_s=access.ticket_ttl_s,
-            max_tickets=access.max_tickets,
-            per_principal=access.tickets_per_principal,
-        )
         session_limits = self.settings.session_limits()
         self._connection_limits = self.settings.connection_limits()
         self.cluster = cluster_from(self.settings) if store is None else None
         if self.cluster is not None:
             store = self.cluster.store
+        access = self.settings.access_limits()
+        # In a cluster the ticket and the socket may reach different workers: tickets are
+        # kept where every worker finds them.
+        self.tickets: Tickets
+        if self.cluster is not None:
+            self.tickets = SharedTickets(
+                self.cluster.store,
+                ttl_s=access.ticket_ttl_s,
+                per_principal=access.tickets_per_principal,
+            )
+        else:
+            self.tickets = LocalTickets(
+                TicketBook(
+                    ttl_s=access.ticket_ttl_s,
+                    max_tickets=access.max_tickets,
+                    per_principal=access.tickets_per_principal,
+                )
+            )
         self.hub = SessionHub(
             limits=session_limits,
             wire_limits=wire_limits(session_limits, self._connection_limits),
@@ -141,7 +156,18 @@ class Bridge:
         principal = as_principal(await self._authenticate(request))
         if principal is None:
             return JSONResponse({"error": "unauthorized"}, status_code=401, headers=no_store)
-        ticket = self.tickets.issue(principal)
+        try:
+            ticket = await self.tickets.issue(principal)
+        except ConnectionError:
+            log.warning("a ticket was refused: the ticket store cannot be reached")
+            headers = {**no_store, "retry-after": str(_TICKET_STORE_RETRY_S)}
+            down = "tickets cannot be issued now: the ticket store cannot be reached"
+            return JSONResponse({"error": down}, status_code=503, headers=headers)
+        except UnshareableClaims as exc:
+            # The auth hook's doing, not the client's: the operator reads why.
+            log.error("a ticket was refused: %s", exc)
+            refused = "no ticket can be issued for this principal (see the server log)"
+            return JSONResponse({"error": refused}, status_code=500, headers=no_store)
         if ticket is None:
             headers = {**no_store, "retry-after": str(math.ceil(self.tickets.ttl_s))}
             return JSONResponse({"error": "too many tickets"}, status_code=503, headers=headers)
@@ -155,9 +181,15 @@ class Bridge:
     async def _principal(self, websocket: WebSocket) -> Principal | None:
         """Who the client is: from its ticket when it brings one (only then), else the hook."""
         ticket = websocket.query_params.get("ticket")
-        if ticket is not None:
-            return self.tickets.redeem(ticket)
-        return as_principal(await self._authenticate(websocket))
+        if ticket is None:
+            return as_principal(await self._authenticate(websocket))
+        try:
+            return await self.tickets.redeem(ticket)
+        except ConnectionError:
+            # Fails closed, and says "later" rather than "unauthorized": the ticket may be good.
+            raise ConnectionRefused(
+                "the ticket store cannot be reached; try again later", close_code=CloseCode.BUSY
+            ) from None
 
     async def _endpoint(self, websocket: WebSocket, session_id: str) -> None:
         if not _SESSION_ID.fullmatch(session_id):
@@ -174,7 +206,14 @@ class Bridge:
             )
             await _refuse(websocket, CloseCode.FORBIDDEN, "origin not allowed")
             return
-        principal = await self._principal(websocket)
+        try:
+            principal = await self._principal(websocket)
+        except ConnectionRefused as refused:
+            log.warning(
+                "refused a WebSocket: %s", refused.message, extra={"conn": ("tickets", address)}
+            )
+            await _refuse(websocket, refused.close_code, refused.message)
+            return
         if principal is None:
             # Browsers cannot read an HTTP status from a failed handshake, but they do see a
             # close code, so the refusal is decided before accept and told after it.

@@ -6,9 +6,11 @@ logs and `location.href`. So a page asks for a ticket over HTTP with its normal 
 `ttl_s`, and only for the principal it was issued to; a stolen one is worth one connection in
 a few seconds, as that principal, and nothing once used.
 
-No I/O and an injected clock, so expiry is tested without waiting. Bounded: each principal has
-at most `per_principal` tickets outstanding (a new one retires its oldest), and the book holds at
-most `max_tickets`; past that, issuing is refused until tickets expire or are used.
+`TicketBook` is one worker's book: no I/O and an injected clock, so expiry is tested without
+waiting. Bounded: each principal has at most `per_principal` tickets outstanding (a new one retires
+its oldest), and the book holds at most `max_tickets`; past that, issuing is refused until tickets
+expire or are used. The endpoints use any `Tickets`: the book through `LocalTickets`, or, in a
+cluster, `SharedTickets` (bridge/server/shared_tickets.py), which every worker redeems from.
 """
 
 from __future__ import annotations
@@ -18,10 +20,28 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from bridge.server.auth import Principal
 
-__all__ = ["TicketBook"]
+__all__ = ["LocalTickets", "TicketBook", "Tickets"]
+
+
+class Tickets(Protocol):
+    """Where `POST /ws-ticket` gets tickets and the WebSocket handshake redeems them."""
+
+    @property
+    def ttl_s(self) -> float: ...
+
+    async def issue(self, principal: Principal) -> str | None:
+        """A new ticket for `principal`, or None when its bound is reached. A store kept
+        elsewhere raises `ConnectionError` when it cannot be reached."""
+        ...
+
+    async def redeem(self, ticket: str) -> Principal | None:
+        """The ticket's principal, once; None when unknown, used or expired. A store kept
+        elsewhere raises `ConnectionError` when it cannot be reached."""
+        ...
 
 
 @dataclass(slots=True)
@@ -92,3 +112,21 @@ class TicketBook:
             mine.remove(ticket)
             if not mine:
                 del self._by_principal[entry.principal.id]
+
+
+class LocalTickets:
+    """A `TicketBook` as `Tickets`: good for a server on its own, whose tickets are redeemed
+    by the process that issued them."""
+
+    def __init__(self, book: TicketBook) -> None:
+        self.book = book
+
+    @property
+    def ttl_s(self) -> float:
+        return self.book.ttl_s
+
+    async def issue(self, principal: Principal) -> str | None:
+        return self.book.issue(principal)
+
+    async def redeem(self, ticket: str) -> Principal | None:
+        return self.book.redeem(ticket)

@@ -14,7 +14,7 @@ from bridge import BridgeSettings, create_app
 from bridge.server.auth import ANONYMOUS, Principal
 from bridge.server.cli import exposure_warning
 from bridge.server.origins import OriginPolicy
-from bridge.server.tickets import TicketBook
+from bridge.server.tickets import LocalTickets, TicketBook
 from bridge.testing import serve_app
 from tests.conftest import StartBridge
 from tests.security.access_support import (
@@ -285,7 +285,7 @@ async def test_a_ticket_works_once_and_expires(start_bridge: StartBridge) -> Non
     async with start_bridge(token=TOKEN) as server:
         bridge = server.server.config.app.state.bridge
         clock = Clock()
-        bridge.tickets = TicketBook(ttl_s=bridge.settings.ticket_ttl_s, clock=clock)
+        bridge.tickets = LocalTickets(TicketBook(ttl_s=bridge.settings.ticket_ttl_s, clock=clock))
         endpoint = f"{server.http_url}/ws-ticket"
         assert (await http(endpoint, "POST")).status == 401
         refused = await http(endpoint, "POST", {**BEARER, "Origin": "https://evil.example"})
