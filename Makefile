@@ -29,13 +29,15 @@ chromium:
 	  fi; \
 	fi
 
-# Debian's redis-server and haproxy for the scale-out tests, which start both for real (and
-# fail, never skip, without them under CI=true). Whatever is missing is installed with one
-# apt-get run when we may (root). haproxy lives in sbin, which a user's PATH may lack.
+# Debian's redis-server, haproxy and nginx (package nginx-light) for the scale-out tests, which
+# start them for real (and fail, never skip, without them under CI=true). Whatever is missing is
+# installed with one apt-get run when we may (root). haproxy and nginx live in sbin, which a
+# user's PATH may lack.
 services:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing="$$missing haproxy"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
