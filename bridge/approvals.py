@@ -13,7 +13,7 @@ page reload. An answer to an id never asked, or already decided, changes nothing
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
@@ -104,6 +104,8 @@ class ApprovalTable:
         self._open: dict[str, PendingApproval] = {}
         self._decided: dict[str, None] = {}
         self._remember = remember
+        # Decisions ever remembered (the oldest are forgotten): what a store appends from.
+        self.decided_added = 0
         self.approved_tools: set[str] = set()
 
     def __len__(self) -> int:
@@ -138,6 +140,8 @@ class ApprovalTable:
         """The question is settled (answered, expired, cancelled): later answers are refused."""
         pending = self._open.pop(call_id, None)
         if pending is not None:
+            if call_id not in self._decided:
+                self.decided_added += 1
             self._decided[call_id] = None
             while len(self._decided) > self._remember:
                 # Dicts keep insertion order: the first key is the oldest decision.
@@ -153,12 +157,18 @@ class ApprovalTable:
 
     # Record ------------------------------------------------------------------------------------
 
-    def dump(self) -> dict[str, Any]:
-        return {
+    def decided(self) -> Collection[str]:
+        """Call ids of remembered decisions, oldest first."""
+        return self._decided.keys()
+
+    def dump(self, *, with_decided: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {
             "open": [asdict(a) for a in self._open.values()],
-            "decided": list(self._decided),
             "approved_tools": sorted(self.approved_tools),
         }
+        if with_decided:
+            data["decided"] = list(self._decided)
+        return data
 
     @classmethod
     def load(cls, data: Mapping[str, Any], clock: Callable[[], float]) -> ApprovalTable:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -102,6 +102,12 @@ class CallTable:
         # Finished ids are remembered (bounded) to tell a duplicate or late answer from a stray one.
         self._finished: OrderedDict[str, CallState] = OrderedDict()
         self._remember = remember
+        # Finished ids ever remembered (the oldest are forgotten): what a store appends from.
+        self.finished_added = 0
+        # Answers accepted but not yet part of the run's results, as [status, result, error]:
+        # kept in the record, so an answer the client was told nothing about yet survives the
+        # session moving to another worker before the run took it in.
+        self._answers: dict[str, list[Any]] = {}
 
     def new_id(self) -> str:
         self._counter += 1
@@ -207,6 +213,8 @@ class CallTable:
     def _finish(self, call_id: str, state: CallState) -> PendingCall:
         call = self._pending.pop(call_id)
         call.state = state
+        if call_id not in self._finished:
+            self.finished_added += 1
         self._finished[call_id] = state
         while len(self._finished) > self._remember:
             self._finished.popitem(last=False)
@@ -214,13 +222,34 @@ class CallTable:
 
     # Record ---------------------------------------------------------------------------------
 
-    def dump(self) -> dict[str, Any]:
-        return {
+    def finished(self) -> Collection[tuple[str, CallState]]:
+        """Remembered finished calls, oldest first."""
+        return self._finished.items()
+
+    def keep_answer(self, call_id: str, status: str, result: Any, error: str | None) -> None:
+        self._answers[call_id] = [status, result, error]
+
+    def answer_of(self, call_id: str) -> list[Any] | None:
+        """The accepted answer [status, result, error] the run has not taken in yet."""
+        return self._answers.get(call_id)
+
+    def settle(self, call_id: str | None = None) -> None:
+        """The run holds the call's result now (None: the run ended, whatever it held)."""
+        if call_id is None:
+            self._answers.clear()
+        else:
+            self._answers.pop(call_id, None)
+
+    def dump(self, *, with_finished: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {
             "prefix": self._prefix,
             "counter": self._counter,
             "pending": [asdict(call) for call in self._pending.values()],
-            "finished": [[call_id, state.value] for call_id, state in self._finished.items()],
+            "answers": dict(self._answers),
         }
+        if with_finished:
+            data["finished"] = [[call_id, state.value] for call_id, state in self._finished.items()]
+        return data
 
     @classmethod
     def load(cls, data: Mapping[str, Any], clock: Clock, *, progress_cap_s: float) -> CallTable:
@@ -231,6 +260,7 @@ class CallTable:
             table._pending[call.id] = call
         for call_id, state in data["finished"]:
             table._finished[call_id] = CallState(state)
+        table._answers = dict(data.get("answers", {}))
         return table
 
 

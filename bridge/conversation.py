@@ -220,6 +220,9 @@ class Conversation:
     # is the only exchange there is nothing to look for (a long run would otherwise rescan the
     # whole list on every turn).
     _current: int = 0
+    # Turns ever added (the oldest may since have been dropped): a store that keeps the turns
+    # appends only those added after what it holds.
+    added: int = 0
 
     def add(self, turn: Turn) -> None:
         if (
@@ -237,6 +240,7 @@ class Conversation:
         if isinstance(turn, UserTurn):
             self._current = len(self.turns)
         self.turns.append(turn)
+        self.added += 1
         self._chars += _size(turn)
         if self._current and (
             (self.max_turns and len(self.turns) > self.max_turns)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from json.encoder import encode_basestring as _quoted
 from typing import Any
 
@@ -218,6 +218,12 @@ class OutboundLog:
         return self._frames[wanted - self._first]
 
     # Record ------------------------------------------------------------------------------------
+
+    def frames(self) -> Collection[str]:
+        """The window's frames, oldest first (the open token frame written out: it is final
+        from here on), consecutive from `first_seq` to `last_seq`."""
+        self._freeze()
+        return self._frames
 
     def dump(self) -> dict[str, Any]:
         self._freeze()

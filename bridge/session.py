@@ -8,20 +8,21 @@ through the definition cache on load).
 
 from __future__ import annotations
 
-import hmac
 import json
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from bridge.access import Access, same_token
 from bridge.approvals import ApprovalTable
-from bridge.calls import CallTable
+from bridge.calls import CallState, CallTable
 from bridge.conversation import (
     AssistantTurn,
     Conversation,
     ToolResult,
+    Turn,
     UserTurn,
     dump_turns,
     load_turns,
@@ -39,6 +40,7 @@ from bridge.protocol import (
     SnapshotTurn,
     ToolsReport,
 )
+from bridge.record import Changes, Mark, parts, tail, to_json
 from bridge.toolspec import SchemaBudget, ToolSpec, parse_tool, register_many
 
 __all__ = ["ResumePlan", "Run", "Session"]
@@ -118,6 +120,11 @@ class Session:
         self.owner: str | None = None
         self._run_prefix = secrets.token_hex(3)
         self._runs = 0
+        # Bumped whenever the client's tool set changes: a store rewrites the tools only then.
+        self.tools_version = 0
+        # What a shared store holds of this session (None: nothing known to be there); set by
+        # whoever stores it, after each write that succeeded.
+        self.stored: Mark | None = None
 
     @property
     def run_id(self) -> str | None:
@@ -127,16 +134,15 @@ class Session:
     def last_seq(self) -> int:
         return self.outbound.last_seq
 
-    @property
-    def untouched(self) -> bool:
-        """Nothing has happened in the session beyond its hello: no message, no run, no call."""
-        return (
+    def access(self) -> Access:
+        untouched = (
             not self.conversation.turns
             and self.run is None
             and not self.queue
             and not len(self.calls)
             and not len(self.approvals)
         )
+        return Access(self.owner, self.resume_token, untouched)
 
     # Tools -------------------------------------------------------------------------------------
 
@@ -162,6 +168,7 @@ class Session:
         )
         for spec in accepted:
             self.client_tools[spec.name] = spec
+        self.tools_version += 1
         return ToolsReport(
             accepted=[spec.name for spec in accepted],
             rejected=[RejectedTool(name=r.name, code=r.code, reason=r.reason) for r in rejected],
@@ -174,6 +181,7 @@ class Session:
                 unknown.append(name)
             else:
                 removed.append(name)
+        self.tools_version += 1
         return removed, unknown
 
     # Runs --------------------------------------------------------------------------------------
@@ -220,7 +228,7 @@ class Session:
     # Resume ------------------------------------------------------------------------------------
 
     def resume_plan(self, request: ResumeRequest) -> ResumePlan:
-        if not hmac.compare_digest(request.token.encode(), self.resume_token.encode()):
+        if not same_token(request.token, self.resume_token):
             return ResumePlan.DENIED
         if request.last_seq > 0 and self.outbound.covers(request.last_seq):
             return ResumePlan.REPLAY
@@ -264,15 +272,47 @@ class Session:
 
     def dump(self) -> dict[str, Any]:
         """Everything needed to carry the session on elsewhere, as JSON-able data."""
+        record = self._head(whole=True)
+        record["tools"] = self._tools()
+        record["conversation"] = dump_turns(self.conversation)
+        record["outbound"] = self.outbound.dump()
+        return record
+
+    def changes(self) -> Changes:
+        """What a store that holds `self.stored` needs to hold the record as it is now."""
+        since = self.stored.lists if self.stored is not None else {}
+        frames = self.outbound.frames()
+        conversation, calls, approvals = self.conversation, self.calls, self.approvals
+        counted: dict[str, tuple[int, Collection[Any], Callable[[Any], str]]] = {
+            "turns": (conversation.added, conversation.turns, _turn_json),
+            "frames": (self.outbound.last_seq, frames, str),
+            "finished": (calls.finished_added, calls.finished(), _finished_json),
+            "decided": (approvals.decided_added, approvals.decided(), str),
+        }
+        tails = {
+            name: tail(added, items, since.get(name), encode)
+            for name, (added, items, encode) in counted.items()
+        }
+        head = self._head(whole=False)
+        head["outbound"] = {"seq": self.outbound.last_seq, "first": self.outbound.first_seq}
+        unchanged = self.stored is not None and self.stored.tools_version == self.tools_version
+        tools = None if unchanged else to_json(self._tools())
+        lists = {name: (added, len(items)) for name, (added, items, _) in counted.items()}
+        return parts(head, tools, tails, Mark(lists, self.tools_version))
+
+    def _tools(self) -> list[dict[str, Any]]:
+        return [spec.to_wire() for spec in self.client_tools.values()]
+
+    def _head(self, *, whole: bool) -> dict[str, Any]:
+        """The record but its tools, turns and frames (and, unless `whole`, the finished calls
+        and decided approvals): the part that is small and changes on every step."""
         run = self.run
         return {
             "id": self.id,
             "resume_token": self.resume_token,
             "owner": self.owner,
-            "tools": [spec.to_wire() for spec in self.client_tools.values()],
-            "conversation": dump_turns(self.conversation),
-            "calls": self.calls.dump(),
-            "approvals": self.approvals.dump(),
+            "calls": self.calls.dump(with_finished=whole),
+            "approvals": self.approvals.dump(with_decided=whole),
             "run": None
             if run is None
             else {
@@ -288,7 +328,6 @@ class Session:
             },
             "queue": list(self.queue),
             "runs": [self._run_prefix, self._runs],
-            "outbound": self.outbound.dump(),
         }
 
     @classmethod
@@ -329,6 +368,25 @@ class Session:
         session._run_prefix, session._runs = record["runs"]
         session.outbound.load(record["outbound"])
         return session
+
+    def mark(self) -> Mark:
+        """The mark of the record as it is now, for a session just loaded from a store."""
+        frames = self.outbound.frames()
+        lists = {
+            "turns": (self.conversation.added, len(self.conversation.turns)),
+            "frames": (self.outbound.last_seq, len(frames)),
+            "finished": (self.calls.finished_added, len(self.calls.finished())),
+            "decided": (self.approvals.decided_added, len(self.approvals.decided())),
+        }
+        return Mark(lists, self.tools_version)
+
+
+def _turn_json(turn: Turn) -> str:
+    return to_json(dump_turns((turn,))[0])
+
+
+def _finished_json(item: tuple[str, CallState]) -> str:
+    return to_json([item[0], item[1].value])
 
 
 def _snapshot_call(
