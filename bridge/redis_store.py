@@ -3,20 +3,28 @@
     store = await RedisStore.connect("redis://127.0.0.1:6379/0", cluster="prod")
 
 Every key is namespaced `{prefix}:{cluster}:...`, so clusters (and test runs) can share one
-Redis without seeing each other:
+Redis without seeing each other. A session's keys share the hash tag `{id}` (they sit in one
+slot of a Redis Cluster, so one script may touch them all):
 
-- `{prefix}:{cluster}:session:{id}`: string, the record as JSON, expiring with its TTL;
-- `{prefix}:{cluster}:owner:{id}`: string, the owner's id, expiring with the lease.
+- `...:{id}:record`: hash; `head`, the small part of the record that changes on every step, and
+  `tools`, the client's tool definitions (written only when they change);
+- `...:{id}:turns`, `:frames`, `:finished`, `:decided`: lists; the conversation, the replay
+  window's frames, finished call ids and decided approvals, appended to and trimmed at the
+  front as the session goes (see `bridge.record`), so a write costs what changed, not what the
+  session holds. All of these expire with the session's TTL;
+- `...:{id}:owner`: string, the owner's id, expiring with the lease.
 
 The lease is taken with `SET NX PX` and renewed or released only by the owner holding it. The
 compare and the write have to be one step (between a `GET` and a `PEXPIRE` another worker may
 take a lapsed lease, and the renewal would then extend *its* lease), so each is a small Lua
 script: one round trip, atomic on the server, no optimistic retry loop under contention and no
-connection pinned from the pool as `WATCH`/`MULTI` would need. Each script touches one key, so
-it also runs on a Redis Cluster.
+connection pinned from the pool as `WATCH`/`MULTI` would need. A write of a running session
+is fenced the same way: it applies only while its writer holds the lease, so a worker that
+lost a session can never write over its successor's record.
 
-Redis errors leave this module as `RedisUnavailable`, a builtin `ConnectionError`, so callers
-handle a lost store without importing `redis`. This is the only module that imports `redis`.
+Workers talk through one pub/sub channel each, `...:worker:{worker}`. Redis errors leave this
+module as `RedisUnavailable`, a builtin `ConnectionError`, so callers handle a lost store
+without importing `redis`. This is the only module that imports `redis`.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -35,6 +43,8 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from bridge.record import LISTS, Changes, join, split
 
 __all__ = ["RedisStore", "RedisUnavailable", "redact_url"]
 
@@ -68,6 +78,101 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
+"""
+
+
+# KEYS[1] the owner key; ARGV[1] the claimer, ARGV[2] the lease in ms, ARGV[3] the channel
+# prefix, ARGV[4] a message. Take a free lease (2), or renew our own (1); a lease another
+# worker holds is left alone and that worker is sent the message, in the same step, so a claim
+# costs one round trip whoever holds the session ({0, holder}).
+_CLAIM = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {2, ''}
+end
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {1, ''}
+end
+if holder then
+  redis.call('PUBLISH', ARGV[3] .. holder, ARGV[4])
+  return {0, holder}
+end
+return {0, ''}
+"""
+
+# KEYS[1] the owner key; ARGV[1] the holder, ARGV[2] the next owner, ARGV[3] the lease in ms,
+# ARGV[4] a channel, ARGV[5] the message for it. The holder passes the lease on directly, so
+# no third worker can slip in between; the channel is told either way (1 passed, 0 not ours).
+_GIVE = """
+local ours = redis.call('GET', KEYS[1]) == ARGV[1]
+if ours then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+if ours then
+  return 1
+end
+return 0
+"""
+
+# KEYS: owner, record, then the lists in `LISTS` order. ARGV: [1] the writer ('' for a write
+# not fenced by a lease), [2] the lease in ms, [3] the TTL in ms, [4] '1' when the write
+# replaces everything, [5] the head, [6] '1' when [7] holds tools to write; then per list
+# [reset '1'/'0', drop, expected length, n, n items]. Returns 1 written; 0 another worker
+# holds the lease; 2 the lease is gone (a restarted Redis may have lost the rest too), or a
+# list is not the length the changes were computed from: only a whole write may then go ahead
+# (taking the lease again). Everything is checked before anything is written.
+_SAVE = """
+local writer = ARGV[1]
+if writer ~= '' then
+  local holder = redis.call('GET', KEYS[1])
+  if not holder then
+    if ARGV[4] ~= '1' then
+      return 2
+    end
+    redis.call('SET', KEYS[1], writer, 'PX', ARGV[2])
+  elseif holder ~= writer then
+    return 0
+  end
+end
+if ARGV[4] ~= '1' then
+  local j = 8
+  for k = 3, #KEYS do
+    if ARGV[j] ~= '1' and redis.call('LLEN', KEYS[k]) ~= tonumber(ARGV[j + 2]) then
+      return 2
+    end
+    j = j + 4 + tonumber(ARGV[j + 3])
+  end
+end
+local ttl = ARGV[3]
+if ARGV[4] == '1' then
+  redis.call('DEL', KEYS[2])
+end
+redis.call('HSET', KEYS[2], 'head', ARGV[5])
+if ARGV[6] == '1' then
+  redis.call('HSET', KEYS[2], 'tools', ARGV[7])
+end
+redis.call('PEXPIRE', KEYS[2], ttl)
+local i = 8
+for k = 3, #KEYS do
+  local reset, drop, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 3])
+  i = i + 4
+  if reset == '1' then
+    redis.call('DEL', KEYS[k])
+  elseif drop > 0 then
+    redis.call('LTRIM', KEYS[k], drop, -1)
+  end
+  local done = 0
+  while done < n do
+    local chunk = math.min(n - done, 1000)
+    redis.call('RPUSH', KEYS[k], unpack(ARGV, i + done, i + done + chunk - 1))
+    done = done + chunk
+  end
+  i = i + n
+  redis.call('PEXPIRE', KEYS[k], ttl)
+end
+return 1
 """
 
 
@@ -121,6 +226,9 @@ class RedisStore:
         self._where = where
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
+        self._claim = client.register_script(_CLAIM)
+        self._give = client.register_script(_GIVE)
+        self._save = client.register_script(_SAVE)
 
     @classmethod
     def from_url(
@@ -180,36 +288,97 @@ class RedisStore:
 
     # Keys --------------------------------------------------------------------------------------
 
+    def session_key(self, session_id: str, part: str) -> str:
+        """One of a session's keys: "record", "owner", or a list of `bridge.record.LISTS`."""
+        return f"{self.namespace}{{{session_id}}}:{part}"
+
     def record_key(self, session_id: str) -> str:
-        return f"{self.namespace}session:{session_id}"
+        return self.session_key(session_id, "record")
 
     def owner_key(self, session_id: str) -> str:
-        return f"{self.namespace}owner:{session_id}"
+        return self.session_key(session_id, "owner")
+
+    def keys_of(self, session_id: str) -> list[str]:
+        """The owner, the record and the lists, as `_SAVE` takes them."""
+        return [self.session_key(session_id, part) for part in ("owner", "record", *LISTS)]
 
     # SessionStore ------------------------------------------------------------------------------
 
     async def get(self, session_id: str) -> Record | None:
+        keys = self.keys_of(session_id)
         with self._errors("get"):
-            raw = await self.client.get(self.record_key(session_id))
-        if raw is None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hmget(keys[1], "head", "tools")
+                for key in keys[2:]:
+                    pipe.lrange(key, 0, -1)
+                (head, tools), *lists = await pipe.execute()
+        if head is None:
             return None
-        record = json.loads(raw)
+        texts = {name: [_text(i) for i in items] for name, items in zip(LISTS, lists, strict=True)}
+        record = join(_text(head), None if tools is None else _text(tools), texts)
         if not isinstance(record, dict):
             raise ValueError(f"the stored record of session {session_id!r} is not an object")
         return record
 
+    async def access(self, session_id: str) -> tuple[Record, int] | None:
+        """The stored head of a session's record and the number of its turns, or None: enough
+        to decide who may attach (`bridge.access.Access.of_head`) without reading the rest."""
+        with self._errors("access"):
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hget(self.record_key(session_id), "head")
+                pipe.llen(self.session_key(session_id, "turns"))
+                head, turns = await pipe.execute()
+        if head is None:
+            return None
+        return json.loads(_text(head)), int(turns)
+
     async def put(self, session_id: str, record: Record, ttl_s: float) -> None:
-        key = self.record_key(session_id)
-        with self._errors("put"):
-            if ttl_s <= 0:
-                # Expired on arrival, as in the memory store: nothing to keep.
-                await self.client.delete(key)
-                return
-            await self.client.set(key, _encode(record), px=_ms(ttl_s))
+        if ttl_s <= 0:
+            # Expired on arrival, as in the memory store: nothing to keep.
+            with self._errors("put"):
+                await self.client.delete(*self.keys_of(session_id)[1:])
+            return
+        await self.save(session_id, split(record), ttl_s)
+
+    async def save(
+        self,
+        session_id: str,
+        changes: Changes,
+        ttl_s: float,
+        *,
+        writer: str = "",
+        lease_s: float = 0.0,
+    ) -> str:
+        """Apply `changes` to the stored record; with a `writer`, only while it holds the lease.
+
+        Returns "saved"; "not owner" when another worker holds the lease (nothing written);
+        "lost" when the changes are not `whole` and the lease is gone (a Redis that restarted
+        empty lost the record too) or the stored lists are not what they were computed from:
+        nothing is written, and only a whole write may go ahead.
+        """
+        args: list[str | bytes | int] = [
+            writer,
+            _ms(lease_s),
+            _ms(ttl_s),
+            "1" if changes.whole else "0",
+            _bytes(changes.head),
+            "0" if changes.tools is None else "1",
+            b"" if changes.tools is None else _bytes(changes.tools),
+        ]
+        for name in LISTS:
+            part = changes.tails.get(name)
+            if part is None:
+                args += ["0", 0, 0, 0]
+                continue
+            args += ["1" if part.reset else "0", part.drop, part.expect, len(part.items)]
+            args += [_bytes(item) for item in part.items]
+        with self._errors("save"):
+            done = int(await self._save(keys=self.keys_of(session_id), args=args))
+        return {1: "saved", 0: "not owner"}.get(done, "lost")
 
     async def delete(self, session_id: str) -> None:
         with self._errors("delete"):
-            await self.client.delete(self.record_key(session_id), self.owner_key(session_id))
+            await self.client.delete(*self.keys_of(session_id))
 
     async def acquire(self, session_id: str, owner: str, ttl_s: float) -> bool:
         return await self.renew(session_id, owner, ttl_s) is not None
@@ -223,6 +392,27 @@ class RedisStore:
             return None
         return "taken" if int(taken) == _TAKEN else "renewed"
 
+    async def claim(self, session_id: str, claimer: str, ttl_s: float, ask: str) -> str | None:
+        """Take or renew the lease ("taken", "renewed"); while another worker holds it, send
+        that worker `ask` over its channel and return its id (or "" when the lease lapsed
+        between the two steps, for the caller to try again)."""
+        channel_prefix = self.worker_channel("")
+        args: list[str | int] = [claimer, _ms(ttl_s), channel_prefix, ask]
+        with self._errors("claim"):
+            how, holder = await self._claim(keys=[self.owner_key(session_id)], args=args)
+        if int(how) == _TAKEN:
+            return "taken"
+        if int(how) == 1:
+            return "renewed"
+        return _text(holder)
+
+    async def give(self, session_id: str, holder: str, to: str, ttl_s: float, message: str) -> bool:
+        """Pass the lease from `holder` to `to` for `ttl_s`, and tell `to` `message` either
+        way; False when `holder` did not hold it."""
+        args: list[str | int] = [holder, to, _ms(ttl_s), self.worker_channel(to), message]
+        with self._errors("give"):
+            return bool(await self._give(keys=[self.owner_key(session_id)], args=args))
+
     async def release(self, session_id: str, owner: str) -> None:
         with self._errors("release"):
             await self._release(keys=[self.owner_key(session_id)], args=[owner])
@@ -232,7 +422,7 @@ class RedisStore:
             raw = await self.client.get(self.owner_key(session_id))
         if raw is None:
             return None
-        return raw.decode() if isinstance(raw, bytes) else str(raw)
+        return _text(raw)
 
     # Workers ---------------------------------------------------------------------------------
 
@@ -244,18 +434,29 @@ class RedisStore:
         with self._errors("tell"):
             await self.client.publish(self.worker_channel(worker), message)
 
-    async def listen(self, worker: str) -> AsyncIterator[str]:
-        """The messages sent to this worker, until the caller stops iterating."""
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+    async def listen(
+        self, worker: str, subscribed: Callable[[], None] | None = None
+    ) -> AsyncIterator[str]:
+        """The messages sent to this worker, until the caller stops iterating; `subscribed` is
+        called once Redis confirmed the subscription (nothing sent before that is heard)."""
+        pubsub = self.client.pubsub()
         try:
             with self._errors("listen"):
                 await pubsub.subscribe(self.worker_channel(worker))
+                # Redis confirms a subscription with a reply of its own: messages published
+                # after it are heard, so the caller is told only then (within the timeout).
+                async with asyncio.timeout(5.0):
+                    while True:
+                        reply = await pubsub.get_message(timeout=1.0)
+                        if reply is not None and reply.get("type") == "subscribe":
+                            break
+            if subscribed is not None:
+                subscribed()
             while True:
                 with self._errors("listen"):
                     message = await pubsub.get_message(timeout=1.0)
                 if message is not None and message.get("type") == "message":
-                    data = message["data"]
-                    yield data.decode() if isinstance(data, bytes) else str(data)
+                    yield _text(message["data"])
         finally:
             with suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -302,13 +503,14 @@ class RedisStore:
             raise RedisUnavailable(f"Redis at {self._where} failed on {operation}: {exc}") from exc
 
 
-def _encode(record: Record) -> bytes:
-    """Compact UTF-8 JSON; a string holding a lone surrogate (which UTF-8 cannot carry) makes
-    the whole record ASCII with escapes instead, which still loads back exactly."""
-    try:
-        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
-    except UnicodeEncodeError:
-        return json.dumps(record, separators=(",", ":")).encode()
+def _bytes(text: str) -> bytes:
+    # Surrogates pass through, so any string the session holds (a lone surrogate included)
+    # comes back exactly; Redis keeps bytes and never looks inside.
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _text(raw: Any) -> str:
+    return raw.decode("utf-8", "surrogatepass") if isinstance(raw, bytes) else str(raw)
 
 
 def _is_outage(exc: RedisError) -> bool:

@@ -17,32 +17,39 @@ from bridge.redis_store import RedisStore, RedisUnavailable, redact_url
 from bridge.testing import ScriptedModel, call, serve_app
 from bridge.testing.redis_server import RedisServer, free_port
 from tests.store.support import cluster_name, require, store_on
+from tests.store.test_store_contract import session_record
 
 BOUND_S = 10
 
 
-async def test_the_keys_are_namespaced_strings_with_the_ttls_asked_for(
+async def test_the_keys_are_namespaced_with_the_types_and_ttls_documented(
     redis_store: RedisStore,
 ) -> None:
     store, client = redis_store, redis_store.client
-    await store.put("s1", {"id": "s1"}, ttl_s=30)
+    await store.put("s1", session_record(), ttl_s=30)
     assert await store.acquire("s1", "worker-a", ttl_s=5)
-    record_key = f"bridge:{store.cluster}:session:s1"
-    owner_key = f"bridge:{store.cluster}:owner:s1"
-    assert sorted([k.decode() async for k in client.scan_iter(f"{store.namespace}*")]) == [
-        owner_key,
-        record_key,
-    ]
-    assert await client.type(record_key) == b"string" == await client.type(owner_key)
-    assert json.loads(await client.get(record_key)) == {"id": "s1"}
-    assert await client.get(owner_key) == b"worker-a"
-    assert 29_000 < await client.pttl(record_key) <= 30_000
-    assert 4_000 < await client.pttl(owner_key) <= 5_000
+    prefix = f"bridge:{store.cluster}:{{s1}}:"
+    found = sorted([k.decode() async for k in client.scan_iter(f"{store.namespace}*")])
+    # The record's lists that are empty in this session (no turn yet, no finished call, no
+    # decision) are simply absent, as empty lists are in Redis.
+    assert found == [prefix + part for part in ("frames", "owner", "record")]
+    assert sorted(store.keys_of("s1")) == sorted(
+        prefix + part for part in ("owner", "record", "turns", "frames", "finished", "decided")
+    )
+    assert await client.type(prefix + "record") == b"hash"
+    assert await client.type(prefix + "frames") == b"list"
+    assert await client.type(prefix + "owner") == b"string"
+    assert sorted(await client.hkeys(prefix + "record")) == [b"head", b"tools"]
+    assert await client.llen(prefix + "frames") == 3
+    assert await client.get(prefix + "owner") == b"worker-a"
+    for part in ("record", "frames"):
+        assert 29_000 < await client.pttl(prefix + part) <= 30_000
+    assert 4_000 < await client.pttl(prefix + "owner") <= 5_000
     # A renewal sets the lease's TTL afresh, longer or shorter; another owner's attempt does not.
     assert await store.acquire("s1", "worker-a", ttl_s=60)
-    assert 59_000 < await client.pttl(owner_key) <= 60_000
+    assert 59_000 < await client.pttl(prefix + "owner") <= 60_000
     assert not await store.acquire("s1", "worker-b", ttl_s=1)
-    assert 59_000 < await client.pttl(owner_key) <= 60_000
+    assert 59_000 < await client.pttl(prefix + "owner") <= 60_000
 
 
 async def test_redis_itself_expires_records_and_leases(redis_store: RedisStore) -> None:
@@ -211,11 +218,13 @@ async def test_a_retired_session_is_kept_in_redis_and_served_by_another_bridge(
                     frames = await _run(ws, f"what colour, round {n}?")
                     assert frames[-1]["reason"] == "done"
             await store.stored.wait()
-            key = store.record_key("kept")
             # What one idle session costs Redis (docs/scale-out.md has the figure).
-            usage = await store.client.memory_usage(key)
+            usage = 0
+            for key in store.keys_of("kept"):
+                usage += await store.client.memory_usage(key) or 0
             print(f"\nMEMORY USAGE of an idle session after {runs} runs: {usage} bytes")
-            assert usage is not None and usage < 32_768
+            assert 0 < usage < 32_768
+            key = store.record_key("kept")
             assert 0 < await store.client.pttl(key) <= settings.session_ttl_s * 1000
             async with serve_app(second) as server, websockets.connect(server.ws_url("kept")) as ws:
                 resume = {"token": token, "last_seq": frames[-1]["seq"]}
@@ -229,5 +238,5 @@ async def test_a_retired_session_is_kept_in_redis_and_served_by_another_bridge(
         # The second bridge's model saw the whole conversation the first one had.
         assert len(second_model.requests[0]) == 4 * runs + 1
     finally:
-        await store.client.delete(store.record_key("kept"), store.owner_key("kept"))
+        await store.client.delete(*store.keys_of("kept"))
         await store.close()
