@@ -73,6 +73,9 @@ class CloseCode(IntEnum):
     POLICY = 1008
     TOO_BIG = 1009
     INTERNAL = 1011
+    # The session moved to another worker (a connection of its client arrived there): come
+    # back at once, any worker serves it. Not "replaced", which tells a client to stay away.
+    MOVED = 1012
     BUSY = 1013
     UNAUTHORIZED = 4401
     FORBIDDEN = 4403

@@ -1,14 +1,23 @@
 """This worker's place in a cluster of workers sharing one session store.
 
 A session runs in one worker at a time, the one holding its owner lease. A client's connection
-may land on any worker; that worker claims the session: it asks the owner to hand it over (the
-owner stops the run without ending it, stores the record and lets the lease go) and takes the
-lease. A worker that died answers nobody, and its lease lapses after `BRIDGE_OWNER_LEASE_S`;
-the claim then succeeds all the same and the run goes on from the last stored record.
+may land on any worker; that worker claims the session, and the owner hands it over: it stops
+the run without ending it, stores what changed and passes the lease to the claimer, telling it
+so. A worker that died answers nobody, and its lease lapses after `BRIDGE_OWNER_LEASE_S`; the
+claim then succeeds all the same and the run goes on from the last stored record.
 
 Moving the session to the client's worker, rather than relaying frames between workers, keeps
 every frame on one process's socket: after a move, the cost of a cluster is the record being
 stored at the moments that matter, not a Redis round trip per token.
+
+Messages between workers (each has its own channel):
+
+- `handover <claimer> <session>`, to the owner: a client of the session is on the claimer now;
+- `given <session>`, to the claimer: the lease is yours, the record is stored;
+- `retry <session>`, to the claimer: ask again (this worker does not hold the session).
+
+Pub/sub may drop a message (a listener reconnecting); a claim asks again every
+`_ASK_AGAIN_S`, so a lost message costs that much, never the claim.
 """
 
 from __future__ import annotations
@@ -21,15 +30,21 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from bridge.access import Access
+from bridge.record import Changes
 from bridge.redis_store import RedisStore
 
 __all__ = ["Cluster"]
 
 log = logging.getLogger(__name__)
 
-_HANDOVER = "handover:"
-# How often a claim looks whether the owner has let go.
-_CLAIM_POLL_S = 0.01
+# How long a claim waits for an answer before it asks again.
+_ASK_AGAIN_S = 0.05
+_SUBSCRIBE_WAIT_S = 5.0
+
+OnHandover = Callable[[str], Coroutine[Any, Any, None]]
+OnLost = Callable[[str], Coroutine[Any, Any, None]]
+OnRenewed = Callable[[set[str]], Coroutine[Any, Any, None]]
 
 
 class Cluster:
@@ -39,31 +54,44 @@ class Cluster:
         self.worker = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.owned: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._on_handover: Callable[[str], Coroutine[Any, Any, None]] | None = None
-        self._on_lost: Callable[[str], Coroutine[Any, Any, None]] | None = None
-        self._on_renewed: Callable[[set[str]], Coroutine[Any, Any, None]] | None = None
+        self._starting: asyncio.Lock | None = None
+        self._on_handover: OnHandover | None = None
+        self._on_lost: OnLost | None = None
+        self._on_renewed: OnRenewed | None = None
+        # Claims of this worker waiting for an answer, by session.
+        self._answers: dict[str, asyncio.Event] = {}
+        # Sessions this worker is handing over, with the claimers that asked for each.
+        self._leaving: dict[str, list[str]] = {}
         # Whether the last renewal round could not reach the store (logged once per outage).
         self.unreachable = False
 
-    def start(
-        self,
-        on_handover: Callable[[str], Coroutine[Any, Any, None]],
-        on_lost: Callable[[str], Coroutine[Any, Any, None]],
-        on_renewed: Callable[[set[str]], Coroutine[Any, Any, None]] | None = None,
+    async def start(
+        self, on_handover: OnHandover, on_lost: OnLost, on_renewed: OnRenewed | None = None
     ) -> None:
-        """Listen for handover requests and keep this worker's leases alive (once).
+        """Listen for other workers and keep this worker's leases alive (once); returns when
+        the subscription is confirmed, so no request sent to this worker goes unheard.
 
-        `on_renewed(retaken)` follows every renewal round that reached the store; `retaken`
-        are the sessions whose lease had vanished (a Redis restarted empty), whose records
-        may have gone with it."""
-        if self._tasks:
-            return
-        self._on_handover, self._on_lost = on_handover, on_lost
-        self._on_renewed = on_renewed
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="cluster listen"),
-            asyncio.create_task(self._renew(), name="cluster renew"),
-        ]
+        `on_handover(session)` stops the session here and stores it; `on_lost(session)` stops
+        it storing nothing (its lease went elsewhere); `on_renewed(retaken)` follows every
+        renewal round that reached the store, `retaken` being the sessions whose lease had
+        vanished (a Redis restarted empty), whose records may have gone with it.
+        Raises `ConnectionError` when the store cannot be reached."""
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._tasks:
+                return
+            self._on_handover, self._on_lost = on_handover, on_lost
+            self._on_renewed = on_renewed
+            subscribed = asyncio.Event()
+            listening = asyncio.create_task(self._listen(subscribed), name="cluster listen")
+            try:
+                async with asyncio.timeout(_SUBSCRIBE_WAIT_S):
+                    await subscribed.wait()
+            except TimeoutError:
+                listening.cancel()
+                raise ConnectionError("could not subscribe to this worker's channel") from None
+            self._tasks = [listening, asyncio.create_task(self._renew(), name="cluster renew")]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -73,34 +101,49 @@ class Cluster:
         for session_id in list(self.owned):
             await self.release(session_id)
 
+    # Claiming ----------------------------------------------------------------------------------
+
+    async def access(self, session_id: str) -> Access | None:
+        """Who may attach to a stored session, read without loading it (None: not stored)."""
+        found = await self.store.access(session_id)
+        return None if found is None else Access.of_head(*found)
+
     async def claim(self, session_id: str) -> bool:
-        """Make this worker the session's owner; False when the owner would not let go in time.
+        """Make this worker the session's owner; False when the owner would not let go in time
+        (a live owner lets go within moments; a dead one's lease lapses).
 
         Raises `ConnectionError` when the store cannot be reached.
         """
-        if await self.store.acquire(session_id, self.worker, self.lease_s):
-            self.owned.add(session_id)
-            return True
-        told: str | None = None
-        # A live owner lets go within moments; a dead one's lease lapses. Either way the wait
-        # is bounded by the lease.
-        deadline = asyncio.get_running_loop().time() + self.lease_s + 1.0
-        while True:
-            owner = await self.store.owner(session_id)
-            if owner is not None and owner != told and owner != self.worker:
-                # Asked again whenever the owner changes: another worker's claim may win the
-                # lease between our asking and our taking it (a client that dropped the
-                # connection it made there), and that worker must be asked in turn, or this
-                # claim waits out a lease nobody lets lapse.
-                await self.store.tell(owner, _HANDOVER + session_id)
-                told = owner
-            if asyncio.get_running_loop().time() >= deadline:
-                log.warning("session %s: its owner %s did not let go in time", session_id, owner)
-                return False
-            await asyncio.sleep(_CLAIM_POLL_S)
-            if await self.store.acquire(session_id, self.worker, self.lease_s):
-                self.owned.add(session_id)
-                return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lease_s + 1.0
+        answer = self._answers.setdefault(session_id, asyncio.Event())
+        ask = f"handover {self.worker} {session_id}"
+        try:
+            while True:
+                answer.clear()
+                how = await self.store.claim(session_id, self.worker, self.lease_s, ask)
+                log.debug("session %s: claimed: %s", session_id, how or "(lapsed)")
+                if how in ("taken", "renewed"):
+                    break
+                left = deadline - loop.time()
+                if left <= 0:
+                    log.warning("session %s: its owner %s did not let go in time", session_id, how)
+                    return False
+                if not how:
+                    continue  # the lease lapsed between the claim's two steps: take it now
+                try:
+                    async with asyncio.timeout(min(left, _ASK_AGAIN_S)):
+                        await answer.wait()
+                except TimeoutError:
+                    continue
+                if session_id in self.owned:
+                    # `given`: the owner passed the lease here with the record stored.
+                    return True
+        finally:
+            if self._answers.get(session_id) is answer:
+                del self._answers[session_id]
+        self.owned.add(session_id)
+        return True
 
     async def release(self, session_id: str) -> None:
         self.owned.discard(session_id)
@@ -109,17 +152,79 @@ class Cluster:
         except ConnectionError:
             log.warning("could not release session %s: the store is unreachable", session_id)
 
-    async def _listen(self) -> None:
+    # Storing -----------------------------------------------------------------------------------
+
+    async def save(self, session_id: str, changes: Changes, ttl_s: float) -> str:
+        """Store a session this worker runs; see `RedisStore.save` for what it returns."""
+        return await self.store.save(
+            session_id, changes, ttl_s, writer=self.worker, lease_s=self.lease_s
+        )
+
+    # Handing over ------------------------------------------------------------------------------
+
+    async def _hand_over(self, session_id: str, claimer: str) -> None:
+        asked = self._leaving.get(session_id)
+        if asked is not None:
+            # Already on its way out: this claimer is answered when it has gone.
+            asked.append(claimer)
+            return
+        if session_id not in self.owned:
+            await self._tell(claimer, f"retry {session_id}")
+            return
+        self._leaving[session_id] = [claimer]
+        try:
+            if self._on_handover is not None:
+                await self._on_handover(session_id)
+        finally:
+            claimers = self._leaving.pop(session_id)
+        self.owned.discard(session_id)
+        first, *others = claimers
+        try:
+            await self.store.give(
+                session_id, self.worker, first, self.lease_s, f"given {session_id}"
+            )
+        except ConnectionError:
+            log.warning("could not hand session %s over: the store is unreachable", session_id)
+        log.debug("session %s: handed over to %s", session_id, first)
+        for claimer in others:
+            await self._tell(claimer, f"retry {session_id}")
+
+    async def _tell(self, worker: str, message: str) -> None:
+        try:
+            await self.store.tell(worker, message)
+        except ConnectionError:
+            pass  # the claimer asks again by itself
+
+    def _heard(self, message: str) -> None:
+        log.debug("heard %s", message)
+        kind, _, rest = message.partition(" ")
+        if kind == "handover":
+            claimer, _, session_id = rest.partition(" ")
+            task = asyncio.create_task(self._hand_over(session_id, claimer))
+            task.add_done_callback(_log_failure)
+            return
+        answer = self._answers.get(rest)
+        if answer is None:
+            if kind == "given" and rest not in self.owned:
+                # Passed here after the claim gave up: a lease nobody runs would only make the
+                # next claimer wait for it to lapse.
+                task = asyncio.create_task(self.release(rest))
+                task.add_done_callback(_log_failure)
+            return
+        if kind == "given":
+            self.owned.add(rest)
+        answer.set()
+
+    async def _listen(self, subscribed: asyncio.Event) -> None:
         while True:
             try:
-                async for message in self.store.listen(self.worker):
-                    if message.startswith(_HANDOVER) and self._on_handover is not None:
-                        session_id = message[len(_HANDOVER) :]
-                        task = asyncio.create_task(self._on_handover(session_id))
-                        task.add_done_callback(_log_failure)
+                async for message in self.store.listen(self.worker, subscribed.set):
+                    self._heard(message)
             except ConnectionError:
-                log.warning("handover requests unheard: the store is unreachable; retrying")
+                log.warning("other workers unheard: the store is unreachable; retrying")
                 await asyncio.sleep(1.0)
+
+    # Leases ------------------------------------------------------------------------------------
 
     async def _renew(self) -> None:
         while True:
@@ -142,13 +247,13 @@ class Cluster:
     async def _renew_round(self) -> set[str]:
         retaken: set[str] = set()
         for session_id in list(self.owned):
-            if session_id not in self.owned:
+            if session_id not in self.owned or session_id in self._leaving:
                 continue
             how = await self.store.renew(session_id, self.worker, self.lease_s)
-            if session_id not in self.owned:
-                # Let go (handed over) while the renewal was on its way: keeping the lease it
-                # renewed or took would make the next owner wait for it to lapse.
-                if how is not None:
+            if session_id not in self.owned or session_id in self._leaving:
+                # Let go (or letting go) while the renewal was on its way: a lease it renewed
+                # or took is the hand-over's to pass on, or nobody's.
+                if how is not None and session_id not in self._leaving:
                     await self.store.release(session_id, self.worker)
                 continue
             if how == "taken":

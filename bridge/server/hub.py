@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from bridge.access import Access
 from bridge.agent.runtime import SessionRuntime
 from bridge.agent.server_tools import ServerTools
 from bridge.approvals import ApprovalPolicy
@@ -26,7 +27,7 @@ from bridge.models.base import Model
 from bridge.protocol import PROTOCOL_VERSION, ErrorMessage, HelloMessage, Limits
 from bridge.server.cluster import Cluster
 from bridge.server.connection import Connection
-from bridge.session import ResumePlan, Session
+from bridge.session import Session
 from bridge.store import MemoryStore, SessionStore
 
 __all__ = ["SessionHub"]
@@ -74,6 +75,7 @@ class SessionHub:
         self._unstored: set[str] = set()
         # Cluster: sessions this worker has claimed and is attaching a connection to.
         self._arriving: dict[str, asyncio.Event] = {}
+        self._greeting: dict[str, asyncio.Lock] = {}
         self._store_down_until = 0.0
 
     def __len__(self) -> int:
@@ -104,31 +106,57 @@ class SessionHub:
                 code=ErrorCode.UNSUPPORTED_PROTOCOL,
             )
         session_id = connection.session_id
+        if self._cluster is None:
+            runtime = self._runtimes.get(session_id)
+            session = runtime.session if runtime is not None else await self._stored(session_id)
+            if session is not None:
+                _authorise(session.access(), connection, hello)
+            return await self._attach(connection, hello, runtime, session)
+        # One arrival at a time per session: two connections claiming it at once would each
+        # start a runtime of their own.
+        lock = self._greeting.setdefault(session_id, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._arrive(connection, hello)
+        finally:
+            if not lock.locked() and self._greeting.get(session_id) is lock:
+                del self._greeting[session_id]
+
+    async def _arrive(
+        self, connection: Connection, hello: HelloMessage
+    ) -> tuple[SessionRuntime, list[BaseModel]]:
+        """`greet` in a cluster: the session may be running in another worker."""
+        assert self._cluster is not None
+        session_id = connection.session_id
+        runtime = self._runtimes.get(session_id)
+        if runtime is not None:
+            _authorise(runtime.session.access(), connection, hello)
+            return await self._attach(connection, hello, runtime, runtime.session)
         claimed = False
         arriving = asyncio.Event()
         try:
             try:
-                runtime = self._runtimes.get(session_id)
-                session = runtime.session if runtime is not None else await self._stored(session_id)
+                # Checked before anything moves: a stranger must not be able to pull a session
+                # away from the worker its client is on.
+                access = await self._cluster.access(session_id)
+                if access is not None:
+                    _authorise(access, connection, hello)
+                await self._claim(session_id)
+                claimed = True
+                self._arriving[session_id] = arriving
+                # What the worker that had it stored when it let go. It is checked again:
+                # a session too new to have been stored had nothing to check it against.
+                session = await self._stored(session_id)
                 if session is not None:
-                    _authorise(session, connection, hello)
-                if runtime is None and self._cluster is not None:
-                    await self._claim(session_id)
-                    claimed = True
-                    self._arriving[session_id] = arriving
-                    # What the worker that had it stored when it let go. It is checked again:
-                    # a session too new to have been stored had nothing to check it against.
-                    session = await self._stored(session_id)
-                    if session is not None:
-                        _authorise(session, connection, hello)
+                    _authorise(session.access(), connection, hello)
             except ConnectionError:
                 raise ConnectionRefused(
                     "the session store cannot be reached; try again later",
                     close_code=CloseCode.BUSY,
                 ) from None
-            return await self._attach(connection, hello, runtime, session)
+            return await self._attach(connection, hello, None, session)
         except BaseException:
-            if claimed and self._runtimes.get(session_id) is None and self._cluster is not None:
+            if claimed and self._runtimes.get(session_id) is None:
                 # Refused after the claim: a lease held with no runtime behind it would only
                 # make the next worker wait for it to lapse.
                 await self._cluster.release(session_id)
@@ -171,7 +199,7 @@ class SessionHub:
 
     async def _claim(self, session_id: str) -> None:
         assert self._cluster is not None
-        self._cluster.start(self._hand_over, self._lost, self._renewed)
+        await self._cluster.start(self._let_go, self._lost, self._renewed)
         if not await self._cluster.claim(session_id):
             raise ConnectionRefused(
                 "the session is busy on another worker; try again", close_code=CloseCode.BUSY
@@ -201,7 +229,11 @@ class SessionHub:
         if record is None:
             return None
         clock, specs = self._wall_clock, self._server_tools.specs
-        return Session.load(record, clock=clock, limits=self._limits, server_tools=specs)
+        session = Session.load(record, clock=clock, limits=self._limits, server_tools=specs)
+        if self._cluster is not None:
+            # The store holds exactly this: later writes need only send what changes.
+            session.stored = session.mark()
+        return session
 
     def _create(self, session: Session) -> SessionRuntime:
         if len(self._runtimes) >= self._max_sessions:
@@ -219,17 +251,17 @@ class SessionHub:
         return runtime
 
     async def _put(self, session: Session) -> None:
-        """Store a running session's record (cluster only). With Redis away the session goes on
-        in this worker's memory rather than failing its run or its connection: what cannot be
-        stored now is stored once Redis answers again (`_renewed`). Meanwhile no other worker
-        can take the session either (claims need Redis too)."""
+        """Store what changed in a running session (cluster only). With Redis away the session
+        goes on in this worker's memory rather than failing its run or its connection: what
+        cannot be stored now is stored once Redis answers again (`_renewed`). Meanwhile no
+        other worker can take the session either (claims need Redis too)."""
         loop = asyncio.get_running_loop()
         if loop.time() < self._store_down_until:
             # A write just failed: do not make every frame wait for another failure.
             self._unstored.add(session.id)
             return
         try:
-            await self.store.put(session.id, session.dump(), self._limits.ttl_s)
+            saved = await self._save(session)
         except ConnectionError:
             if not self._unstored:
                 log.warning("session records cannot be stored: the store is unreachable")
@@ -237,6 +269,37 @@ class SessionHub:
             self._store_down_until = loop.time() + _STORE_RETRY_S
             return
         self._unstored.discard(session.id)
+        if not saved:
+            log.warning("session %s was taken over by another worker; stopping it", session.id)
+            assert self._cluster is not None
+            self._cluster.owned.discard(session.id)
+            task = loop.create_task(self._lost(session.id))
+            task.add_done_callback(_log_failure)
+
+    async def _save(self, session: Session) -> bool:
+        """Write what changed since the last write; False when another worker holds the
+        session's lease (nothing written). Raises `ConnectionError` when Redis is away."""
+        assert self._cluster is not None
+        ttl_s = self._limits.ttl_s
+        changes = session.changes()
+        try:
+            saved = await self._cluster.save(session.id, changes, ttl_s)
+            if saved == "lost":
+                # The lease vanished, and with it perhaps the record (a Redis restarted
+                # empty): write it whole, which takes the lease again.
+                session.stored = None
+                changes = session.changes()
+                saved = await self._cluster.save(session.id, changes, ttl_s)
+        except BaseException:
+            # Redis lost, or the caller cancelled (a connection closing mid-write): whether the
+            # write arrived is unknown, so the next one rewrites everything rather than append
+            # what may be there already.
+            session.stored = None
+            raise
+        if saved != "saved":
+            return False
+        session.stored = changes.mark
+        return True
 
     async def _renewed(self, retaken: set[str]) -> None:
         """The store answered a lease renewal: store again the records it may lack, those not
@@ -247,14 +310,15 @@ class SessionHub:
             if runtime is None:
                 self._unstored.discard(session_id)
                 continue
+            if session_id in retaken:
+                runtime.session.stored = None
             await runtime.checkpoint()
         if not self._unstored and retaken:
             log.info("stored %d session records again after the store came back", len(retaken))
 
-    async def _hand_over(self, session_id: str) -> None:
-        """Another worker has this session's client now: stop here without ending anything,
-        store the record and let the lease go."""
-        assert self._cluster is not None
+    async def _let_go(self, session_id: str) -> None:
+        """Another worker has this session's client now: stop here without ending anything and
+        store what changed (the cluster then passes the lease on)."""
         arriving = self._arriving.get(session_id)
         if arriving is not None:
             # This worker won the lease and is attaching a connection to the session right
@@ -271,7 +335,7 @@ class SessionHub:
         runtime = self._runtimes.pop(session_id, None)
         connection = self._connections.pop(session_id, None)
         if connection is not None:
-            connection.finish(CloseCode.REPLACED, "the session moved to another worker")
+            connection.finish(CloseCode.MOVED, "the session moved to another worker")
         if runtime is not None:
             if connection is not None:
                 runtime.outbox.detach(connection.notify)
@@ -283,7 +347,6 @@ class SessionHub:
                 # The next owner goes on from the last record that was stored, as after a crash.
                 log.warning("session %s handed over without its latest record", session_id)
                 self._unstored.discard(session_id)
-        await self._cluster.release(session_id)
 
     async def _lost(self, session_id: str) -> None:
         """The lease went to another worker while this one still ran the session (it could not
@@ -292,7 +355,7 @@ class SessionHub:
         runtime = self._runtimes.pop(session_id, None)
         connection = self._connections.pop(session_id, None)
         if connection is not None:
-            connection.finish(CloseCode.REPLACED, "the session moved to another worker")
+            connection.finish(CloseCode.MOVED, "the session moved to another worker")
         if runtime is not None:
             await runtime.hand_over()
 
@@ -349,7 +412,10 @@ class SessionHub:
         if session_id in self._connections or self._runtimes.get(session_id) is not runtime:
             return
         try:
-            await self.store.put(session_id, runtime.session.dump(), self._limits.ttl_s)
+            if self._cluster is not None:
+                await self._save(runtime.session)
+            else:
+                await self.store.put(session_id, runtime.session.dump(), self._limits.ttl_s)
         except ConnectionError:
             # Redis away: keep the session here and try again later, rather than drop the
             # only copy of its record.
@@ -373,7 +439,7 @@ class SessionHub:
         if self._cluster is not None:
             # Another worker carries these sessions on: hand them over rather than end them.
             for session_id in list(self._runtimes):
-                await self._hand_over(session_id)
+                await self._let_go(session_id)
             await self._cluster.stop()
             return
         runtimes = list(self._runtimes.values())
@@ -386,19 +452,11 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
         log.error("ending a held session failed", exc_info=task.exception())
 
 
-def _authorise(session: Session, connection: Connection, hello: HelloMessage) -> None:
-    """Only the session's owner, with its resume token, attaches to an existing session. The
-    refusal says the same whatever failed, so it tells a stranger nothing of the session.
-
-    One exception: the owner without the token, while nothing has happened in the session (a
-    client whose connection was cut before its `ready` never learnt the token, and whose dead
-    connection the server may not have noticed yet): there is nothing in it to take, and
-    refusing would leave that client no way back to its session id.
-    """
-    owned = session.owner in (None, connection.principal.id)
-    if hello.resume is None and owned and session.untouched:
-        return
-    if hello.resume is None or not owned or session.resume_plan(hello.resume) is ResumePlan.DENIED:
+def _authorise(access: Access, connection: Connection, hello: HelloMessage) -> None:
+    """Only the session's owner, with its resume token, attaches to an existing session (or
+    the owner without it while the session is untouched: see `Access.admits`). The refusal says
+    the same whatever failed, so it tells a stranger nothing of the session."""
+    if not access.admits(connection.principal.id, hello.resume):
         raise ConnectionRefused(
             "this session exists; only its owner may attach to it, with its resume token",
             close_code=CloseCode.FORBIDDEN,
