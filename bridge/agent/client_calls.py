@@ -80,9 +80,21 @@ class ClientCalls:
         )
         return await self._wait(call_id, request)
 
-    async def rejoin(self, call_id: str) -> Outcome:
-        """Wait for a call that was already pending when this worker took the session over."""
+    async def rejoin(self, call_id: str) -> Outcome | None:
+        """The outcome of a call of a run taken over: its answer if one was accepted (before
+        the move, or since, ahead of the run), else waited for while it is pending; None when
+        it is neither."""
+        kept = self._table.answer_of(call_id)
+        if kept is not None:
+            status, result, error = kept
+            return Outcome(TerminalStatus(status), result, error)
+        if self._table.get(call_id) is None:
+            return None
         return await self._wait(call_id, None)
+
+    def settle(self, call_id: str) -> None:
+        """The run recorded the call's result: its kept answer is no longer needed."""
+        self._table.settle(call_id)
 
     async def _wait(self, call_id: str, request: ToolRequestMessage | None) -> Outcome:
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
@@ -203,6 +215,8 @@ class ClientCalls:
             )
 
     def _resolve(self, call_id: str, outcome: Outcome) -> None:
+        # Kept until the run took it in: the run may be about to move to another worker.
+        self._table.keep_answer(call_id, outcome.status.value, outcome.result, outcome.error)
         future = self._futures.get(call_id)
         if future is not None and not future.done():
             future.set_result(outcome)

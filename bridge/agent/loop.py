@@ -123,6 +123,7 @@ class AgentLoop:
             self._client_calls.cancel_run(run_id, run.stop_reason)
             self._gate.cancel_run(run_id, run.stop_reason)
             self._settle(run_id, step, f"the run ended: {run.stop_reason}")
+            self._session.calls.settle()
             raise
         except ModelError as exc:
             reason = "error"
@@ -135,6 +136,7 @@ class AgentLoop:
                 ErrorMessage(code=ErrorCode.INTERNAL, message="internal error", run_id=run_id)
             )
             self._settle(run_id, step, "internal error")
+        self._session.calls.settle()
         return reason, usage
 
     async def _stream_step(self, run_id: str, step: _Step, usage: Usage) -> Usage:
@@ -214,6 +216,7 @@ class AgentLoop:
             result = await self.call_runner.execute(run, call, taken_over=step.taken_over)
             step.results[call.id] = result
             run.results[call.id] = result
+            self._client_calls.settle(call.wire_id)
             # Stored before the client hears of it: an acknowledged result is never lost.
             await self._checkpoint()
             self._announce(run.id, call.wire_id, result)

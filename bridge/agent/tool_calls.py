@@ -85,8 +85,8 @@ class CallRunner:
         spec = self._session.find_tool(call.name)
         if spec is None:
             return None
-        if self._session.calls.get(call.wire_id) is not None:
-            outcome = await self._client_calls.rejoin(call.wire_id)
+        outcome = await self._client_calls.rejoin(call.wire_id)
+        if outcome is not None:
             return self._finish(run, call, spec, outcome)
         pending = self._session.approvals.get(call.wire_id)
         if pending is not None:
