@@ -480,7 +480,7 @@ json_values = st.recursive(
     max_leaves=8,
 )
 # The head's own names ("~split", an outbound "first") and a null "tools" are left out: they
-# do not survive a split (reported with the commit that added these tests).
+# do not survive a split: `split`/`join` do not yet keep them (a known gap, not tested here).
 RESERVED = {"~split", "first", "tools", "conversation", "outbound", "calls", "approvals"}
 RESERVED |= {"frames", "finished", "decided"}
 plain_keys = texts.filter(lambda key: key not in RESERVED)
@@ -506,7 +506,7 @@ def odd_records(draw: st.DrawFn) -> dict[str, Any]:
         elif shape == "gap":
             outbound["frames"] = [[first + 2 * i, f] for i, f in enumerate(frames)]
         elif shape == "loose":
-            # Not pairs: a pair whose seq is not a number makes `split` raise (reported).
+            # Not pairs: a first pair whose seq is not a number makes `split` raise (known gap).
             outbound["frames"] = draw(st.lists(json_scalars, max_size=3))
         record["outbound"] = outbound
     for parent, key in (("calls", "finished"), ("approvals", "decided")):
