@@ -5,7 +5,7 @@
 export type ErrorCode = "invalid_json" | "invalid_message" | "unknown_type" | "binary_not_supported" | "hello_required" | "already_greeted" | "unsupported_protocol" | "unknown_call" | "duplicate_response" | "unknown_tool" | "invalid_tool" | "too_many_tools" | "duplicate_tool" | "network_ref" | "no_active_run" | "queue_full" | "unknown_approval" | "invalid_arguments" | "resume_denied" | "rate_limited" | "session_expired" | "model_error" | "model_auth" | "model_permission" | "model_rate_limited" | "model_unavailable" | "model_timeout" | "model_connection" | "model_bad_request" | "model_truncated" | "model_bad_response" | "model_incomplete" | "internal_error";
 
 /** The WebSocket close codes the server uses. */
-export type CloseCode = 1000 | 1001 | 1008 | 1009 | 1011 | 1013 | 4401 | 4403 | 4408 | 4409 | 4429;
+export type CloseCode = 1000 | 1001 | 1008 | 1009 | 1011 | 1012 | 1013 | 4401 | 4403 | 4408 | 4409 | 4429;
 
 export interface ApprovalRequestMessage {
   seq?: number | null;
