@@ -72,10 +72,14 @@ class Changes:
     tools: str | None
     tails: dict[str, Tail] = field(default_factory=dict)
     mark: Mark | None = None
+    # A record written as it is (`split`): whatever the store held goes, tools included.
+    replace: bool = False
 
     @property
     def whole(self) -> bool:
         """Whether these replace whatever the store had (safe on a store that lost it)."""
+        if self.replace:
+            return True
         return self.tools is not None and all(t.reset for t in self.tails.values())
 
 
@@ -113,7 +117,7 @@ def split(record: Mapping[str, Any]) -> Changes:
             continue
         items = holder[key]
         if name == "frames":
-            if not _consecutive(items):
+            if not _consecutive(items) or "first" in holder:
                 continue
             first = items[0][0] if items else None
             texts = [frame for _, frame in items]
@@ -132,14 +136,21 @@ def split(record: Mapping[str, Any]) -> Changes:
         else:
             head[parent] = holder
         tails[name] = Tail(texts, reset=True)
-    tools = head.pop("tools", None)
+    tools = to_json(head.pop("tools")) if "tools" in head else None
     head[_SPLIT] = sorted(tails)
-    return Changes(to_json(head), None if tools is None else to_json(tools), tails)
+    # Lists the record lacks are emptied too: a put replaces the whole record.
+    for name in LISTS:
+        tails.setdefault(name, Tail([], reset=True))
+    return Changes(to_json(head), tools, tails, replace=True)
 
 
 def _consecutive(frames: list[Any]) -> bool:
     return all(
-        isinstance(item, list) and len(item) == 2 and isinstance(item[1], str) for item in frames
+        isinstance(item, list)
+        and len(item) == 2
+        and type(item[0]) is int
+        and isinstance(item[1], str)
+        for item in frames
     ) and all(frames[i][0] == frames[0][0] + i for i in range(len(frames)))
 
 

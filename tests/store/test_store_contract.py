@@ -229,3 +229,14 @@ async def test_record_and_lease_expire_independently(case: StoreCase) -> None:
     assert await store.acquire("s1", "worker-a", ttl_s=20)
     await case.elapse(5)
     assert await store.get("s1") is None and await store.owner("s1") == "worker-a"
+
+
+async def test_a_put_replaces_every_part_of_the_record(case: StoreCase) -> None:
+    # A record lacking parts the one before had (tools, turns) must not inherit them.
+    store = case.store
+    await store.put("s1", session_record(), ttl_s=60)
+    await store.put("s1", {"v": 2}, ttl_s=60)
+    assert await store.get("s1") == {"v": 2}
+    await store.put("s1", {"tools": None, "conversation": [{"kind": "user"}]}, ttl_s=60)
+    await store.put("s1", {"v": 3, "outbound": {"first": 5, "frames": [[1, "a"]]}}, ttl_s=60)
+    assert await store.get("s1") == {"v": 3, "outbound": {"first": 5, "frames": [[1, "a"]]}}
