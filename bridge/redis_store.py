@@ -175,6 +175,23 @@ end
 return 1
 """
 
+# KEYS[1] a value's key, KEYS[2] its group's list; ARGV[1] the value, ARGV[2] its TTL in ms,
+# ARGV[3] the group's cap, ARGV[4] the value's name, ARGV[5] the prefix of the group's value
+# keys. Stores the value (unless its key is taken: 0) and keeps the group to its newest
+# ARGV[3] values, deleting the oldest; the group's keys share a hash tag, so a Redis Cluster
+# finds them all in one slot.
+_PUT_BOUNDED = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 0
+end
+redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+while redis.call('LLEN', KEYS[2]) > tonumber(ARGV[3]) do
+  redis.call('DEL', ARGV[5] .. redis.call('LPOP', KEYS[2]))
+end
+return 1
+"""
+
 
 class RedisUnavailable(ConnectionError):
     """Redis could not be reached or did not answer in time (the message names no secret)."""
@@ -229,6 +246,7 @@ class RedisStore:
         self._claim = client.register_script(_CLAIM)
         self._give = client.register_script(_GIVE)
         self._save = client.register_script(_SAVE)
+        self._put_bounded = client.register_script(_PUT_BOUNDED)
 
     @classmethod
     def from_url(
@@ -472,6 +490,18 @@ class RedisStore:
         """Store `value` under `name` for `ttl_s` unless something is there; True if stored."""
         with self._errors("put_new"):
             return bool(await self.client.set(self.value_key(name), value, nx=True, px=_ms(ttl_s)))
+
+    async def put_bounded(self, group: str, name: str, value: str, ttl_s: float, keep: int) -> bool:
+        """Store `value` under `{group}:name` for `ttl_s` unless something is there (False),
+        and keep only the group's `keep` newest values: older ones are deleted. `take` reads
+        it back under the same `{group}:name`. `group` may not contain braces."""
+        if "{" in group or "}" in group:
+            raise ValueError("a group name may not contain braces")
+        tag = f"{{{group}}}"
+        keys = [self.value_key(f"{tag}:{name}"), self.value_key(f"{tag}:~group")]
+        args: list[str | int] = [value, _ms(ttl_s), max(1, keep), name, self.value_key(f"{tag}:")]
+        with self._errors("put_bounded"):
+            return bool(await self._put_bounded(keys=keys, args=args))
 
     async def take(self, name: str) -> str | None:
         """The value under `name`, removed in the same step: two callers never both get it."""
