@@ -17,7 +17,7 @@ slot of a Redis Cluster, so one script may touch them all):
 The lease is taken with `SET NX PX` and renewed or released only by the owner holding it. The
 compare and the write have to be one step (between a `GET` and a `PEXPIRE` another worker may
 take a lapsed lease, and the renewal would then extend *its* lease), so each is a small Lua
-script: one round trip, atomic on the server, no optimistic retry loop under contention and no
+script (`bridge/redis_scripts.py`): one round trip, atomic on the server, no optimistic retry loop under contention and no
 connection pinned from the pool as `WATCH`/`MULTI` would need. A write of a running session
 is fenced the same way: it applies only while its writer holds the lease, so a worker that
 lost a session can never write over its successor's record.
@@ -44,6 +44,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from bridge import redis_scripts as scripts
 from bridge.record import LISTS, Changes, join, split
 
 __all__ = ["RedisStore", "RedisUnavailable", "redact_url"]
@@ -54,143 +55,6 @@ DEFAULT_PREFIX = "bridge"
 # Cluster names become part of every key: keep them to characters that need no quoting and
 # cannot contain the ':' separator, so one cluster's keys never match another's pattern.
 _CLUSTER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-# KEYS[1] the owner key; ARGV[1] the owner, ARGV[2] the lease in ms. Take a free lease (2), or
-# renew our own (1); a live lease of another owner is left alone (0). The owner tells 2 from 1
-# on renewal: its lease had vanished (a Redis restarted empty, or a lapse nobody took), and so
-# may the record it guards.
-_ACQUIRE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return 2
-end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-"""
-_TAKEN = 2
-
-# KEYS[1] the owner key; ARGV[1] the owner. Only the holder may give the lease up: a worker
-# whose lease lapsed and was taken must not free its successor's.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-
-# KEYS[1] the owner key; ARGV[1] the claimer, ARGV[2] the lease in ms, ARGV[3] the channel
-# prefix, ARGV[4] a message. Take a free lease (2), or renew our own (1); a lease another
-# worker holds is left alone and that worker is sent the message, in the same step, so a claim
-# costs one round trip whoever holds the session ({0, holder}).
-_CLAIM = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {2, ''}
-end
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {1, ''}
-end
-if holder then
-  redis.call('PUBLISH', ARGV[3] .. holder, ARGV[4])
-  return {0, holder}
-end
-return {0, ''}
-"""
-
-# KEYS[1] the owner key; ARGV[1] the holder, ARGV[2] the next owner, ARGV[3] the lease in ms,
-# ARGV[4] a channel, ARGV[5] the message for it. The holder passes the lease on directly, so
-# no third worker can slip in between; the channel is told either way (1 passed, 0 not ours).
-_GIVE = """
-local ours = redis.call('GET', KEYS[1]) == ARGV[1]
-if ours then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-end
-redis.call('PUBLISH', ARGV[4], ARGV[5])
-if ours then
-  return 1
-end
-return 0
-"""
-
-# KEYS: owner, record, then the lists in `LISTS` order. ARGV: [1] the writer ('' for a write
-# not fenced by a lease), [2] the lease in ms, [3] the TTL in ms, [4] '1' when the write
-# replaces everything, [5] the head, [6] '1' when [7] holds tools to write; then per list
-# [reset '1'/'0', drop, expected length, n, n items]. Returns 1 written; 0 another worker
-# holds the lease; 2 the lease is gone (a restarted Redis may have lost the rest too), or a
-# list is not the length the changes were computed from: only a whole write may then go ahead
-# (taking the lease again). Everything is checked before anything is written.
-_SAVE = """
-local writer = ARGV[1]
-if writer ~= '' then
-  local holder = redis.call('GET', KEYS[1])
-  if not holder then
-    if ARGV[4] ~= '1' then
-      return 2
-    end
-    redis.call('SET', KEYS[1], writer, 'PX', ARGV[2])
-  elseif holder ~= writer then
-    return 0
-  end
-end
-if ARGV[4] ~= '1' then
-  local j = 8
-  for k = 3, #KEYS do
-    if ARGV[j] ~= '1' and redis.call('LLEN', KEYS[k]) ~= tonumber(ARGV[j + 2]) then
-      return 2
-    end
-    j = j + 4 + tonumber(ARGV[j + 3])
-  end
-end
-local ttl = ARGV[3]
-if ARGV[4] == '1' then
-  redis.call('DEL', KEYS[2])
-end
-redis.call('HSET', KEYS[2], 'head', ARGV[5])
-if ARGV[6] == '1' then
-  redis.call('HSET', KEYS[2], 'tools', ARGV[7])
-end
-redis.call('PEXPIRE', KEYS[2], ttl)
-local i = 8
-for k = 3, #KEYS do
-  local reset, drop, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 3])
-  i = i + 4
-  if reset == '1' then
-    redis.call('DEL', KEYS[k])
-  elseif drop > 0 then
-    redis.call('LTRIM', KEYS[k], drop, -1)
-  end
-  local done = 0
-  while done < n do
-    local chunk = math.min(n - done, 1000)
-    redis.call('RPUSH', KEYS[k], unpack(ARGV, i + done, i + done + chunk - 1))
-    done = done + chunk
-  end
-  i = i + n
-  redis.call('PEXPIRE', KEYS[k], ttl)
-end
-return 1
-"""
-
-# KEYS[1] a value's key, KEYS[2] its group's list; ARGV[1] the value, ARGV[2] its TTL in ms,
-# ARGV[3] the group's cap, ARGV[4] the value's name, ARGV[5] the prefix of the group's value
-# keys. Stores the value (unless its key is taken: 0) and keeps the group to its newest
-# ARGV[3] values, deleting the oldest; the group's keys share a hash tag, so a Redis Cluster
-# finds them all in one slot.
-_PUT_BOUNDED = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return 0
-end
-redis.call('RPUSH', KEYS[2], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-while redis.call('LLEN', KEYS[2]) > tonumber(ARGV[3]) do
-  redis.call('DEL', ARGV[5] .. redis.call('LPOP', KEYS[2]))
-end
-return 1
-"""
 
 
 class RedisUnavailable(ConnectionError):
@@ -241,12 +105,12 @@ class RedisStore:
         self.cluster = cluster
         self.namespace = f"{prefix}:{cluster}:"
         self._where = where
-        self._acquire = client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
-        self._claim = client.register_script(_CLAIM)
-        self._give = client.register_script(_GIVE)
-        self._save = client.register_script(_SAVE)
-        self._put_bounded = client.register_script(_PUT_BOUNDED)
+        self._acquire = client.register_script(scripts.ACQUIRE)
+        self._release = client.register_script(scripts.RELEASE)
+        self._claim = client.register_script(scripts.CLAIM)
+        self._give = client.register_script(scripts.GIVE)
+        self._save = client.register_script(scripts.SAVE)
+        self._put_bounded = client.register_script(scripts.PUT_BOUNDED)
 
     @classmethod
     def from_url(
@@ -317,7 +181,7 @@ class RedisStore:
         return self.session_key(session_id, "owner")
 
     def keys_of(self, session_id: str) -> list[str]:
-        """The owner, the record and the lists, as `_SAVE` takes them."""
+        """The owner, the record and the lists, as `scripts.SAVE` takes them."""
         return [self.session_key(session_id, part) for part in ("owner", "record", *LISTS)]
 
     # SessionStore ------------------------------------------------------------------------------
@@ -408,7 +272,7 @@ class RedisStore:
             taken = await self._acquire(keys=[self.owner_key(session_id)], args=[owner, _ms(ttl_s)])
         if not taken:
             return None
-        return "taken" if int(taken) == _TAKEN else "renewed"
+        return "taken" if int(taken) == scripts.TAKEN else "renewed"
 
     async def claim(self, session_id: str, claimer: str, ttl_s: float, ask: str) -> str | None:
         """Take or renew the lease ("taken", "renewed"); while another worker holds it, send
@@ -418,7 +282,7 @@ class RedisStore:
         args: list[str | int] = [claimer, _ms(ttl_s), channel_prefix, ask]
         with self._errors("claim"):
             how, holder = await self._claim(keys=[self.owner_key(session_id)], args=args)
-        if int(how) == _TAKEN:
+        if int(how) == scripts.TAKEN:
             return "taken"
         if int(how) == 1:
             return "renewed"
