@@ -17,10 +17,10 @@ slot of a Redis Cluster, so one script may touch them all):
 The lease is taken with `SET NX PX` and renewed or released only by the owner holding it. The
 compare and the write have to be one step (between a `GET` and a `PEXPIRE` another worker may
 take a lapsed lease, and the renewal would then extend *its* lease), so each is a small Lua
-script (`bridge/redis_scripts.py`): one round trip, atomic on the server, no optimistic retry loop under contention and no
-connection pinned from the pool as `WATCH`/`MULTI` would need. A write of a running session
-is fenced the same way: it applies only while its writer holds the lease, so a worker that
-lost a session can never write over its successor's record.
+script (`bridge/redis_scripts.py`): one round trip, atomic on the server, no optimistic retry
+loop under contention and no connection pinned from the pool as `WATCH`/`MULTI` would need.
+A write of a running session is fenced the same way: it applies only while its writer holds
+the lease, so a worker that lost a session can never write over its successor's record.
 
 Workers talk through one pub/sub channel each, `...:worker:{worker}`. Redis errors leave this
 module as `RedisUnavailable`, a builtin `ConnectionError`, so callers handle a lost store

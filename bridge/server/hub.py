@@ -27,6 +27,7 @@ from bridge.models.base import Model
 from bridge.protocol import PROTOCOL_VERSION, ErrorMessage, HelloMessage, Limits
 from bridge.server.cluster import Cluster
 from bridge.server.connection import Connection
+from bridge.server.record_writer import STORE_RETRY_S, RecordWriter
 from bridge.session import Session
 from bridge.store import MemoryStore, SessionStore
 
@@ -35,9 +36,6 @@ __all__ = ["SessionHub"]
 log = logging.getLogger(__name__)
 
 _REPLACE_WAIT_S = 5.0
-# After a record could not be stored, later writes skip Redis for this long (the lease renewal,
-# every third of a lease, tries again sooner when Redis is back).
-_STORE_RETRY_S = 1.0
 
 
 class SessionHub:
@@ -70,13 +68,14 @@ class SessionHub:
         self._runtimes: dict[str, SessionRuntime] = {}
         self._connections: dict[str, Connection] = {}
         self._held: dict[str, asyncio.TimerHandle] = {}
-        # Cluster: sessions whose latest record could not be stored (Redis away), stored again
-        # once it answers; and until when a failed write lets later ones skip trying.
-        self._unstored: set[str] = set()
+        self._writer = (
+            None
+            if cluster is None
+            else RecordWriter(cluster, ttl_s=limits.ttl_s, taken=self._taken)
+        )
         # Cluster: sessions this worker has claimed and is attaching a connection to.
         self._arriving: dict[str, asyncio.Event] = {}
         self._greeting: dict[str, asyncio.Lock] = {}
-        self._store_down_until = 0.0
 
     def __len__(self) -> int:
         return len(self._runtimes)
@@ -245,75 +244,35 @@ class SessionHub:
             queue_size=self._queue_size,
             server_tools=self._server_tools,
             approval=self._approval,
-            store=self._put if self._cluster is not None else None,
+            store=self._writer.put if self._writer is not None else None,
         )
         self._runtimes[session.id] = runtime
         return runtime
 
-    async def _put(self, session: Session) -> None:
-        """Store what changed in a running session (cluster only). With Redis away the session
-        goes on in this worker's memory rather than failing its run or its connection: what
-        cannot be stored now is stored once Redis answers again (`_renewed`). Meanwhile no
-        other worker can take the session either (claims need Redis too)."""
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._store_down_until:
-            # A write just failed: do not make every frame wait for another failure.
-            self._unstored.add(session.id)
+    def _taken(self, session: Session) -> None:
+        """A write found another worker holding the session: stop it here, if it still runs."""
+        runtime = self._runtimes.get(session.id)
+        if runtime is None or runtime.session is not session or self._cluster is None:
             return
-        try:
-            saved = await self._save(session)
-        except ConnectionError:
-            if not self._unstored:
-                log.warning("session records cannot be stored: the store is unreachable")
-            self._unstored.add(session.id)
-            self._store_down_until = loop.time() + _STORE_RETRY_S
-            return
-        self._unstored.discard(session.id)
-        if not saved:
-            log.warning("session %s was taken over by another worker; stopping it", session.id)
-            assert self._cluster is not None
-            self._cluster.owned.discard(session.id)
-            task = loop.create_task(self._lost(session.id))
-            task.add_done_callback(_log_failure)
-
-    async def _save(self, session: Session) -> bool:
-        """Write what changed since the last write; False when another worker holds the
-        session's lease (nothing written). Raises `ConnectionError` when Redis is away."""
-        assert self._cluster is not None
-        ttl_s = self._limits.ttl_s
-        changes = session.changes()
-        try:
-            saved = await self._cluster.save(session.id, changes, ttl_s)
-            if saved == "lost":
-                # The lease vanished, and with it perhaps the record (a Redis restarted
-                # empty): write it whole, which takes the lease again.
-                session.stored = None
-                changes = session.changes()
-                saved = await self._cluster.save(session.id, changes, ttl_s)
-        except BaseException:
-            # Redis lost, or the caller cancelled (a connection closing mid-write): whether the
-            # write arrived is unknown, so the next one rewrites everything rather than append
-            # what may be there already.
-            session.stored = None
-            raise
-        if saved != "saved":
-            return False
-        session.stored = changes.mark
-        return True
+        self._cluster.owned.discard(session.id)
+        task = asyncio.get_running_loop().create_task(self._lost(session.id))
+        task.add_done_callback(_log_failure)
 
     async def _renewed(self, retaken: set[str]) -> None:
         """The store answered a lease renewal: store again the records it may lack, those not
         stored during an outage and those of leases that had vanished with a restarted Redis."""
-        self._store_down_until = 0.0
-        for session_id in retaken | self._unstored:
+        assert self._writer is not None
+        unstored = self._writer.unstored
+        self._writer.retry_now()
+        for session_id in retaken | unstored:
             runtime = self._runtimes.get(session_id)
             if runtime is None:
-                self._unstored.discard(session_id)
+                unstored.discard(session_id)
                 continue
             if session_id in retaken:
                 runtime.session.stored = None
             await runtime.checkpoint()
-        if not self._unstored and retaken:
+        if not unstored and retaken:
             log.info("stored %d session records again after the store came back", len(retaken))
 
     async def _let_go(self, session_id: str) -> None:
@@ -341,12 +300,13 @@ class SessionHub:
                 runtime.outbox.detach(connection.notify)
             await runtime.hand_over()
             # Redis carried the request, so it is worth trying now whatever failed before.
-            self._store_down_until = 0.0
+            assert self._writer is not None
+            self._writer.retry_now()
             await runtime.checkpoint()
-            if session_id in self._unstored:
+            if session_id in self._writer.unstored:
                 # The next owner goes on from the last record that was stored, as after a crash.
                 log.warning("session %s handed over without its latest record", session_id)
-                self._unstored.discard(session_id)
+                self._writer.unstored.discard(session_id)
 
     async def _lost(self, session_id: str) -> None:
         """The lease went to another worker while this one still ran the session (it could not
@@ -384,7 +344,8 @@ class SessionHub:
         if for_good:
             del self._runtimes[session_id]
             await runtime.end("disconnected")
-            self._unstored.discard(session_id)
+            if self._writer is not None:
+                self._writer.unstored.discard(session_id)
             try:
                 await self.store.delete(session_id)
             except ConnectionError:
@@ -412,8 +373,8 @@ class SessionHub:
         if session_id in self._connections or self._runtimes.get(session_id) is not runtime:
             return
         try:
-            if self._cluster is not None:
-                await self._save(runtime.session)
+            if self._writer is not None:
+                await self._writer.save(runtime.session)
             else:
                 await self.store.put(session_id, runtime.session.dump(), self._limits.ttl_s)
         except ConnectionError:
@@ -422,10 +383,11 @@ class SessionHub:
             log.warning("session %s could not be retired: the store is unreachable", session_id)
             loop = asyncio.get_running_loop()
             self._held[session_id] = loop.call_later(
-                _STORE_RETRY_S * 5, self._grace_over, session_id
+                STORE_RETRY_S * 5, self._grace_over, session_id
             )
             return
-        self._unstored.discard(session_id)
+        if self._writer is not None:
+            self._writer.unstored.discard(session_id)
         if session_id not in self._connections and self._runtimes.get(session_id) is runtime:
             del self._runtimes[session_id]
             if self._cluster is not None:
