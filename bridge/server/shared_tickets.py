@@ -3,21 +3,32 @@
 Behind a balancer without stickiness, the `POST /ws-ticket` and the WebSocket that presents the
 ticket usually reach different workers, where a ticket kept in the issuer's memory is unknown.
 So in a cluster every worker issues tickets into Redis and redeems them from there, through the
-small shared values of `RedisStore` (under its `{prefix}:{cluster}:value:` namespace):
+small shared values of `RedisStore` (under its `{prefix}:{cluster}:value:` namespace).
 
-- `ticket:{SHA-256 of the ticket, hex}`: the principal as JSON, written with SET NX PX and
-  expiring after `ttl_s`; redeeming is a GETDEL, so of all the workers presented one ticket,
-  at once or one after another, exactly one gets the principal. The key holds a digest, never
-  the ticket: a key listing or `MONITOR` shows nothing a client could present.
-- `ticket-count:{SHA-256 of the principal id, hex}`: the tickets issued to that principal in
-  the current window of `ttl_s`, counted from its first ticket. Past `per_principal` a request
-  is refused until the window ends, so at most 2 x `per_principal` of one principal's tickets
-  are alive at once (those of this window and of the one before).
+A ticket is `{p}.{secret}`: `p` the first 16 hex digits of the SHA-256 of the principal id, and
+43 URL-safe characters from `secrets`. The `p` part is what lets any worker find the ticket's
+key without knowing whose it is; it is no credential (the secret is). A principal's keys share
+the hash tag `{ticket-p}`, so they sit in one slot of a Redis Cluster:
+
+- `{ticket-p}:{SHA-256 of the whole ticket, hex}`: the principal as JSON, written with SET NX
+  PX and expiring after `ttl_s`; redeeming is a GETDEL, so of all the workers presented one
+  ticket, at once or one after another, exactly one gets the principal. The key holds a
+  digest, never the ticket: a key listing or `MONITOR` shows nothing a client could present.
+- `{ticket-p}:~group`: a list of the digests of the principal's newest tickets, at most
+  `per_principal`, expiring `ttl_s` after its last ticket was issued.
+
+Both are written by one script (`RedisStore.put_bounded`): issuing past `per_principal` deletes
+the principal's oldest ticket in the same step, so it redeems as unknown, as a worker's own
+`TicketBook` retires it, and issuing is never refused for the bound. The many clients of one
+principal (every page of a shared `BRIDGE_TOKEN`) each get a ticket; one stops working only
+when `per_principal` newer tickets of its principal were issued before it was presented. Unlike
+the book, the list counts those newer tickets whether or not they were used already, so a
+ticket left unused while many others of its principal come and go is retired a little sooner.
 
 The total has no count of its own (one counter for the whole cluster would be a key every
-ticket request of every worker writes): each ticket expires `ttl_s` after it was issued, so
-Redis holds at most 2 x `per_principal` per principal the auth hook accepts, a few hundred
-bytes each. `BRIDGE_MAX_TICKETS` bounds a worker's own book only.
+ticket request of every worker writes): each principal the auth hook accepts holds at most
+`per_principal` live tickets, each expiring `ttl_s` after it was issued, a few hundred bytes
+each, plus its list. `BRIDGE_MAX_TICKETS` bounds a worker's own book only.
 
 When Redis cannot be reached, `issue` and `redeem` raise `ConnectionError` and nothing falls
 back to the worker's memory: a ticket kept there could not be redeemed on any other worker.
@@ -27,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -51,31 +63,42 @@ class SharedTickets:
         self._per_principal = per_principal
 
     async def issue(self, principal: Principal) -> str | None:
-        """A new ticket for `principal`, or None past its bound for this window. Raises
-        `UnshareableClaims` before anything is counted, and `ConnectionError` without Redis."""
+        """A new ticket for `principal`; past its bound, its oldest ticket is retired. Raises
+        `UnshareableClaims` before anything is stored, and `ConnectionError` without Redis."""
         value = _encode(principal)
-        issued = await self.store.count(f"ticket-count:{_digest(principal.id)}", self.ttl_s)
-        if issued > self._per_principal:
-            return None
-        ticket = secrets.token_urlsafe(32)
+        part = _digest(principal.id)[:_PART_LEN]
+        ticket = f"{part}.{secrets.token_urlsafe(_SECRET_BYTES)}"
         # A taken name would mean two equal 256-bit draws; refusing beats overwriting.
-        if not await self.store.put_new(_ticket_name(ticket), value, self.ttl_s):
-            return None
-        return ticket
+        stored = await self.store.put_bounded(
+            _group(part), _digest(ticket), value, self.ttl_s, self._per_principal
+        )
+        return ticket if stored else None
 
     async def redeem(self, ticket: str) -> Principal | None:
-        """The ticket's principal, once across the cluster; None when unknown, used or expired.
-        Raises `ConnectionError` without Redis."""
-        raw = await self.store.take(_ticket_name(ticket))
+        """The ticket's principal, once across the cluster; None when unknown, used, retired,
+        expired or not a ticket this module makes. Raises `ConnectionError` without Redis."""
+        shaped = _TICKET.fullmatch(ticket)
+        # Checked before anything reaches Redis: the part becomes a hash tag, and a forged one
+        # must be an unknown ticket, never a key of another kind or a ValueError.
+        if shaped is None:
+            return None
+        raw = await self.store.take(f"{{{_group(shaped[1])}}}:{_digest(ticket)}")
         return None if raw is None else _decode(raw)
+
+
+_PART_LEN = 16
+_SECRET_BYTES = 32
+# token_urlsafe(32) is 43 characters of the URL-safe alphabet, without padding.
+_TICKET = re.compile(rf"([0-9a-f]{{{_PART_LEN}}})\.[A-Za-z0-9_-]{{43}}")
 
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _ticket_name(ticket: str) -> str:
-    return f"ticket:{_digest(ticket)}"
+def _group(part: str) -> str:
+    # Named for what it holds: a key listing tells a principal's tickets from other values.
+    return f"ticket-{part}"
 
 
 def _encode(principal: Principal) -> str:

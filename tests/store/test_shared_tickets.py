@@ -1,8 +1,9 @@
 """Tickets shared through a real Redis: two `RedisStore` connections on one namespace stand for
 two workers of a cluster. A ticket issued by one is redeemed by the other, once however many try
-at the same moment, never after its TTL; a principal's tickets are bounded per window; claims
-come back as they went in or are refused; Redis holds no usable ticket in its keys; and with
-Redis gone `POST /ws-ticket` answers 503 and a ticket's socket is refused with 1013."""
+at the same moment, never after its TTL; past its bound a principal's oldest tickets are
+retired, never a request refused; a forged ticket is unknown; claims come back as they went in
+or are refused; Redis holds no usable ticket in its keys; and with Redis gone `POST /ws-ticket`
+answers 503 and a ticket's socket is refused with 1013."""
 
 from __future__ import annotations
 
@@ -54,6 +55,29 @@ async def keys_of(store: RedisStore) -> list[str]:
     return [key.decode() async for key in store.client.scan_iter(f"{store.namespace}*")]
 
 
+def text(raw: object) -> str:
+    assert isinstance(raw, bytes), raw
+    return raw.decode()
+
+
+def sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def tag_of(principal: Principal) -> str:
+    """The hash tag of a principal's ticket keys, as documented."""
+    return f"{{ticket-{sha256(principal.id)[:16]}}}"
+
+
+def ticket_key(store: RedisStore, ticket: str) -> str:
+    tag = "{ticket-" + ticket.split(".", 1)[0] + "}"
+    return store.value_key(f"{tag}:{sha256(ticket)}")
+
+
+def group_key(store: RedisStore, principal: Principal) -> str:
+    return store.value_key(f"{tag_of(principal)}:~group")
+
+
 async def test_a_ticket_issued_by_one_worker_is_redeemed_once_by_another(
     redis_server: RedisServer,
 ) -> None:
@@ -85,31 +109,91 @@ async def test_a_ticket_expires_after_its_ttl(redis_server: RedisServer) -> None
         tickets = SharedTickets(a, ttl_s=0.08)
         ticket = await tickets.issue(ALICE)
         assert ticket is not None
-        (key,) = [k for k in await keys_of(a) if ":ticket:" in k]
-        assert 0 < await a.client.pttl(key) <= 80
+        assert sorted(await keys_of(a)) == sorted([ticket_key(a, ticket), group_key(a, ALICE)])
+        # The principal's list goes with its last ticket.
+        for key in await keys_of(a):
+            assert 0 < await a.client.pttl(key) <= 80
         # Redis's own clock is what is tested, and it has no event to wait on: one wait, a
         # little past the TTL, bounded.
         await asyncio.sleep(0.15)
         assert await SharedTickets(b, ttl_s=0.08).redeem(ticket) is None
 
 
-async def test_a_principal_gets_at_most_per_principal_tickets_a_window(
+async def test_past_per_principal_a_principals_oldest_tickets_are_retired(
     redis_server: RedisServer,
 ) -> None:
+    bound = 16
+    bob = Principal("bob")
     async with two_workers(redis_server) as (a, b):
-        on_a = SharedTickets(a, ttl_s=30, per_principal=3)
-        on_b = SharedTickets(b, ttl_s=30, per_principal=3)
-        # The bound is the cluster's, not each worker's.
-        issued = [await on_a.issue(ALICE), await on_b.issue(ALICE), await on_a.issue(ALICE)]
-        assert all(issued) and len(set(issued)) == 3
-        assert await on_b.issue(ALICE) is None
-        assert await on_a.issue(ALICE) is None
-        # Others are not held back, and the tickets already issued still work.
-        assert await on_b.issue(Principal("bob")) is not None
-        assert all([await on_b.redeem(t) == ALICE for t in issued if t is not None])
-        # The window ends with the TTL: the counter expires in Redis.
-        digest = hashlib.sha256(ALICE.id.encode()).hexdigest()
-        assert 0 < await a.client.pttl(a.value_key(f"ticket-count:{digest}")) <= 30_000
+        sides = [SharedTickets(store, ttl_s=30, per_principal=bound) for store in (a, b)]
+        # Bob at his own bound throughout, his tickets issued between Alice's.
+        bobs: list[str | None] = []
+        alices: list[str | None] = []
+        for n in range(bound + 2):
+            alices.append(await sides[n % 2].issue(ALICE))
+            if n < bound:
+                bobs.append(await sides[(n + 1) % 2].issue(bob))
+        # The bound is the cluster's, and past it nobody is refused.
+        assert all(alices) and len(set(alices)) == bound + 2
+        assert all(bobs) and len(set(bobs)) == bound
+        issued = [t for t in alices if t is not None]
+
+        keys = await keys_of(a)
+        mine = [k for k in keys if tag_of(ALICE) in k]
+        assert sorted(mine) == sorted(
+            [group_key(a, ALICE), *(ticket_key(a, t) for t in issued[2:])]
+        )
+        # No key holds a ticket, nor the secret half of one.
+        halves = [t.split(".")[1] for t in issued + bobs if t]
+        assert not any(secret in key for key in keys for secret in halves)
+        assert await a.client.llen(group_key(a, ALICE)) == bound
+        assert 0 < await a.client.pttl(group_key(a, ALICE)) <= 30_000
+
+        # The two oldest are retired on every worker; the newest each redeem once, anywhere.
+        for ticket in issued[:2]:
+            assert await sides[0].redeem(ticket) is None
+            assert await sides[1].redeem(ticket) is None
+        for n, ticket in enumerate(issued[2:]):
+            assert await sides[n % 2].redeem(ticket) == ALICE
+            assert await sides[(n + 1) % 2].redeem(ticket) is None
+        # Another principal's tickets are untouched by Alice's going past her bound.
+        assert [await sides[n % 2].redeem(t) for n, t in enumerate(bobs) if t] == [bob] * bound
+        # What is left is the two lists, which expire with the TTL.
+        assert sorted(await keys_of(a)) == sorted([group_key(a, ALICE), group_key(a, bob)])
+
+
+async def test_a_forged_ticket_is_unknown(redis_server: RedisServer) -> None:
+    async with two_workers(redis_server) as (a, b):
+        tickets = SharedTickets(a, ttl_s=30)
+        ticket = await tickets.issue(ALICE)
+        assert ticket is not None
+        part, secret = ticket.split(".")
+        other = "0123456789abcdef"
+        assert other != part
+        forged = {
+            "empty": "",
+            "no dot": part + secret,
+            "only the part": f"{part}.",
+            "only the secret": secret,
+            "non-hex part": f"{'g' * 16}.{secret}",
+            "upper-case part": f"ABCDEF0123456789.{secret}",
+            "short part": f"{part[:15]}.{secret}",
+            "unknown part": f"{other}.{secret}",
+            "known part, other secret": f"{part}.{'A' * 43}",
+            "braces in the part": f"{{{part[:14]}}}.{secret}",
+            "a hash tag and a key": f"{{ticket-{part}}}:~group",
+            "two dots": f"{part}.{secret}.{secret}",
+            "trailing newline": ticket + "\n",
+            "surrogate": f"{part}.{secret[:42]}\ud800",
+            "very long": ticket + "A" * 1_000_000,
+            "very long part": "a" * 1_000_000 + "." + secret,
+        }
+        redeemer = SharedTickets(b, ttl_s=30)
+        for name, text in forged.items():
+            assert await redeemer.redeem(text) is None, name
+        # None of them touched the real ticket or wrote anything.
+        assert sorted(await keys_of(a)) == sorted([ticket_key(a, ticket), group_key(a, ALICE)])
+        assert await redeemer.redeem(ticket) == ALICE
 
 
 @pytest.mark.parametrize(
@@ -132,26 +216,28 @@ async def test_claims_that_would_not_come_back_the_same_are_refused(
         with pytest.raises(UnshareableClaims, match=repr(name)) as refused:
             await tickets.issue(Principal("carol", {"fine": 1, **claims}))
         assert "'fine'" not in str(refused.value)
-        # Nothing was stored or counted for a ticket that was never issued.
+        # Nothing was stored for a ticket that was never issued, not even the principal's list.
         assert await keys_of(store) == []
 
 
 async def test_redis_holds_no_usable_ticket(redis_server: RedisServer) -> None:
     async with store_on(redis_server) as store:
         tickets = SharedTickets(store, ttl_s=30)
-        issued = [await tickets.issue(ALICE) for _ in range(3)]
+        issued = [t for t in [await tickets.issue(ALICE) for _ in range(3)] if t is not None]
+        assert len(issued) == 3
+        group = group_key(store, ALICE)
         keys = await keys_of(store)
-        values = [await store.client.get(key) for key in keys]
+        # Keyed by the ticket's SHA-256: the server finds it, a key listing shows no ticket.
+        assert sorted(keys) == sorted([group, *(ticket_key(store, t) for t in issued)])
+        values = [text(await store.client.get(key)) for key in keys if key != group]
+        listed = [text(name) for name in await store.client.lrange(group, 0, -1)]
+        # The principal's list holds the same digests, newest last.
+        assert listed == [sha256(t) for t in issued]
         for ticket in issued:
-            assert ticket is not None
-            assert not any(ticket in key for key in keys)
-            assert not any(ticket.encode() in value for value in values if value is not None)
-            # Keyed by the ticket's SHA-256: the server finds it, a key listing shows no ticket.
-            digest = hashlib.sha256(ticket.encode()).hexdigest()
-            assert store.value_key(f"ticket:{digest}") in keys
+            assert not any(ticket in key or ticket.split(".")[1] in key for key in keys)
+            assert not any(ticket.split(".")[1] in value for value in [*values, *listed])
         assert not any(ALICE.id in key for key in keys)
-        stored = [json.loads(v) for k, v in zip(keys, values, strict=True) if ":ticket:" in k]
-        assert [s["id"] for s in stored] == [ALICE.id] * 3
+        assert [json.loads(value)["id"] for value in values] == [ALICE.id] * 3
 
 
 async def test_without_redis_issuing_and_redeeming_raise_connection_error() -> None:
