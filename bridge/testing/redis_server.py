@@ -106,6 +106,7 @@ class LoggedProcess:
         self._args = args
         self._ready_line = ready_line
         self._process: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
         self._log: collections.deque[str] = collections.deque(maxlen=_LOG_LINES)
 
     @property
@@ -135,9 +136,10 @@ class LoggedProcess:
         )
         # The reader drains the pipe for the whole life of the process (a full pipe would
         # block it) and marks the moment it says it is ready.
-        threading.Thread(
+        self._reader = threading.Thread(
             target=self._read, args=(self._process, ready), daemon=True, name=self.name
-        ).start()
+        )
+        self._reader.start()
         if not ready.wait(ready_timeout_s) or not self.running:
             why = "exited" if not self.running else f"was not ready within {ready_timeout_s} s"
             self.stop(1.0)
@@ -171,7 +173,12 @@ class LoggedProcess:
         # A forked worker may outlive its parent by a moment; the group must not.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
-        if process.stdout is not None:
+        # The reader ends at the pipe's EOF, which the whole group's exit brings: closing the
+        # pipe under it instead would make its next read fail.
+        reader = self._reader
+        if reader is not None:
+            reader.join(timeout_s)
+        if process.stdout is not None and (reader is None or not reader.is_alive()):
             process.stdout.close()
         self._process = None
 
