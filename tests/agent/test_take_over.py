@@ -113,3 +113,65 @@ async def test_a_call_is_stored_as_pending_before_its_request_is_sent() -> None:
     assert records.latest is not None
     stored = [c["id"] for c in records.latest["calls"]["pending"]]
     assert stored == [request["id"]]
+
+
+async def test_an_answer_accepted_just_before_the_hand_over_is_not_lost() -> None:
+    # The client's answer is accepted (the call is finished in the table) and the session is
+    # handed over before the run took the result in: the record must carry the answer, or
+    # the next runtime would wait for a call nobody will answer again.
+    model = ScriptedModel([["Let me look. ", call("lookup", {"q": "x"})], ["Found it."]])
+    records = Records()
+    first = runtime(model, records)
+    client = MemoryClient(first)
+    client.hello([tool("lookup")])
+    await client.say("go")
+    request = await client.wait_for("tool_request")
+    await client.answer(request["id"], "x found")  # accepted; the run has not run since
+    await first.hand_over()
+    await first.checkpoint()
+    assert records.latest is not None
+    assert records.latest["calls"]["answers"] == {request["id"]: ["ok", "x found", None]}
+
+    second = runtime(model, records, records.latest)
+    second.take_over()
+    ran: list[str] = []
+    client2 = MemoryClient(second, handlers={"lookup": lambda a: ran.append(a["q"]) or "again"})
+    ready, _ = client2.resume(client.last_seq, tools=[tool("lookup")])
+    # Answered already: not pending, not asked again, and the handler does not run twice.
+    assert ready["resumed"]["pending_calls"] == []
+    async with asyncio.timeout(BOUND_S):
+        complete = await client2.wait_for("complete")
+    assert complete["reason"] == "done" and ran == []
+    results = [f for f in client2.frames if f["type"] == "tool_result"]
+    assert [(r["id"], r["status"], r["result"]) for r in results] == [
+        (request["id"], "ok", "x found")
+    ]
+    assert second.session.calls.answer_of(request["id"]) is None
+    assert_each_call_settled_once(second, client2)
+
+
+async def test_an_answer_that_arrives_before_the_taken_over_run_asks_for_it_is_used() -> None:
+    # The client re-sends its kept result right after its hello, ahead of the run that was
+    # just taken over reaching the call again.
+    model = ScriptedModel([["Let me look. ", call("lookup", {"q": "x"})], ["Found it."]])
+    records = Records()
+    first = runtime(model, records)
+    client = MemoryClient(first)
+    client.hello([tool("lookup")])
+    await client.say("go")
+    request = await client.wait_for("tool_request")
+    await first.hand_over()
+    await first.checkpoint()
+
+    assert records.latest is not None
+    second = runtime(model, records, records.latest)
+    client2 = MemoryClient(second, handlers={})
+    client2.resume(client.last_seq, tools=[tool("lookup")])
+    await client2.answer(request["id"], "x found")  # before the run is even launched
+    second.take_over()
+    async with asyncio.timeout(BOUND_S):
+        complete = await client2.wait_for("complete")
+    assert complete["reason"] == "done"
+    results = [f for f in client2.frames if f["type"] == "tool_result"]
+    assert [(r["id"], r["result"]) for r in results] == [(request["id"], "x found")]
+    assert_each_call_settled_once(second, client2)
