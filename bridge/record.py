@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any
 
@@ -66,6 +66,8 @@ class Mark:
 
     lists: Mapping[str, tuple[int, int]]
     tools_version: int
+    # The head as written ("" when unknown): a write that would send the same again is skipped.
+    head: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,16 @@ class Changes:
     mark: Mark | None = None
     # A record written as it is (`split`): whatever the store held goes, tools included.
     replace: bool = False
+
+    def same_as(self, stored: Mark | None) -> bool:
+        """Whether writing these would change nothing in a store that holds `stored`."""
+        return (
+            stored is not None
+            and self.tools is None
+            and bool(stored.head)
+            and self.head == stored.head
+            and all(not t.reset and not t.items and not t.drop for t in self.tails.values())
+        )
 
     @property
     def whole(self) -> bool:
@@ -95,7 +107,8 @@ def tail(
     (oldest first; reversible, so the newest are reached without walking the rest), given what
     was stored: `since` = (added, kept) then, or None for nothing."""
     new = added - since[0] if since is not None else len(items)
-    if since is None or new >= len(items) or new < 0:
+    # An empty list with nothing new is no change (an empty stored list stays as it is).
+    if since is None or new < 0 or (new >= len(items) and new > 0):
         return Tail([encode(item) for item in items], reset=True)
     fresh = list(islice(reversed(items), new))  # type: ignore[call-overload]
     fresh.reverse()
@@ -106,7 +119,8 @@ def tail(
 def parts(head: dict[str, Any], tools: str | None, tails: dict[str, Tail], mark: Mark) -> Changes:
     """Changes from a head that already lacks the lists of `tails` (frames: with "first", the
     seq of the window's oldest frame, in its "outbound")."""
-    return Changes(to_json({**head, _SPLIT: sorted(tails)}), tools, tails, mark)
+    text = to_json({**head, _SPLIT: sorted(tails)})
+    return Changes(text, tools, tails, replace(mark, head=text))
 
 
 def split(record: Mapping[str, Any]) -> Changes:

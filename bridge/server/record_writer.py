@@ -62,6 +62,8 @@ class RecordWriter:
         """Write what changed since the last write; False when another worker holds the
         session's lease (nothing written). Raises `ConnectionError` when Redis is away."""
         changes = session.changes()
+        if changes.same_as(session.stored):
+            return True
         try:
             saved = await self._cluster.save(session.id, changes, self._ttl_s)
             if saved == "lost":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -299,7 +300,7 @@ def save(driver: Driver, store: Applier) -> Changes:
     session.stored = changes.mark
     record = session.dump()
     assert store.record() == record
-    assert session.mark() == changes.mark
+    assert session.mark() == replace(changes.mark, head="")  # a mark of its own knows no head
     # The head is the small part: none of the lists, and the tools only beside it.
     head = json.loads(changes.head)
     assert "conversation" not in head and "tools" not in head

@@ -79,3 +79,29 @@ async def test_a_write_that_finds_another_owner_stops_that_session(
     assert taken == [session]
     assert await redis_store.get("s1") == before
     assert writer.unstored == set()
+
+
+class Counting(Cluster):
+    def __init__(self, store: RedisStore) -> None:
+        super().__init__(store, lease_s=30)
+        self.writes = 0
+
+    async def save(self, session_id: str, changes: Changes, ttl_s: float) -> str:
+        self.writes += 1
+        return await super().save(session_id, changes, ttl_s)
+
+
+async def test_a_write_that_would_change_nothing_is_not_sent(redis_store: RedisStore) -> None:
+    cluster = Counting(redis_store)
+    assert await redis_store.acquire("s1", cluster.worker, 30)
+    writer = RecordWriter(cluster, ttl_s=60, taken=lambda _session: None)
+    session = busy_session()
+    assert await writer.save(session) and cluster.writes == 1
+    # The worker handing a session over stores it once more; often nothing changed since.
+    assert await writer.save(session) and cluster.writes == 1
+    session.queue.append("later")
+    assert await writer.save(session) and cluster.writes == 2
+    assert await redis_store.get("s1") == session.dump()
+    # A session whose stored state is unknown is written whatever it holds.
+    session.stored = None
+    assert await writer.save(session) and cluster.writes == 3
