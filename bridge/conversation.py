@@ -324,21 +324,27 @@ def dump_turns(turns: Iterable[Turn]) -> list[dict[str, Any]]:
     return out
 
 
+# Statuses by their value: a dict lookup costs a fraction of an enum call, and a long
+# conversation loaded with a session taken over has hundreds of results.
+_STATUS = {status.value: status for status in TerminalStatus}
+
+
 def load_turns(data: Iterable[Mapping[str, Any]]) -> list[Turn]:
     turns: list[Turn] = []
+    append = turns.append
     for item in data:
         kind = item["kind"]
         if kind == "user":
-            turns.append(UserTurn(item["content"], item.get("run_id", "")))
+            append(UserTurn(item["content"], item.get("run_id", "")))
         elif kind == "assistant":
-            calls = tuple(ToolCall(*call) for call in item["calls"])
-            turns.append(AssistantTurn(item["content"], calls, item.get("run_id", "")))
+            calls = tuple([ToolCall(*call) for call in item["calls"]])
+            append(AssistantTurn(item["content"], calls, item.get("run_id", "")))
         else:
-            turns.append(
+            append(
                 ToolResult(
                     item["call_id"],
                     item["name"],
-                    TerminalStatus(item["status"]),
+                    _STATUS[item["status"]],
                     item["content"],
                     item["is_json"],
                     item["fence_mark"],
