@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
@@ -75,7 +76,7 @@ class SessionHub:
         )
         # Cluster: sessions this worker has claimed and is attaching a connection to.
         self._arriving: dict[str, asyncio.Event] = {}
-        self._greeting: dict[str, asyncio.Lock] = {}
+        self._greeting: dict[str, _Turn] = {}
 
     def __len__(self) -> int:
         return len(self._runtimes)
@@ -113,12 +114,16 @@ class SessionHub:
             return await self._attach(connection, hello, runtime, session)
         # One arrival at a time per session: two connections claiming it at once would each
         # start a runtime of their own.
-        lock = self._greeting.setdefault(session_id, asyncio.Lock())
+        # The lock is dropped with its last user, not when it is merely free: a waiter woken
+        # by a release has not taken it yet, and a third arrival must find the same lock.
+        turn = self._greeting.setdefault(session_id, _Turn())
+        turn.users += 1
         try:
-            async with lock:
+            async with turn.lock:
                 return await self._arrive(connection, hello)
         finally:
-            if not lock.locked() and self._greeting.get(session_id) is lock:
+            turn.users -= 1
+            if not turn.users and self._greeting.get(session_id) is turn:
                 del self._greeting[session_id]
 
     async def _arrive(
@@ -407,6 +412,14 @@ class SessionHub:
         runtimes = list(self._runtimes.values())
         self._runtimes.clear()
         await asyncio.gather(*(r.end("disconnected") for r in runtimes), return_exceptions=True)
+
+
+@dataclass(slots=True)
+class _Turn:
+    """Arrivals of one session at this worker, taken one at a time."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

@@ -101,3 +101,61 @@ async def test_a_stranger_on_another_worker_does_not_move_the_session(
             await owner.send(json.dumps({"type": "ping", "nonce": "still"}))
             pong = await recv(owner)
     assert pong["type"] == "pong" and pong["nonce"] == "still"
+
+
+async def test_two_connections_arriving_at_once_make_one_runtime_and_the_owner_closes_1012(
+    redis_server: RedisServer,
+) -> None:
+    model = ScriptedModel([["Looking. ", call("lookup", {"q": "x"})], ["Found it."]])
+    config = BridgeSettings(
+        redis_url=redis_server.url, cluster=f"t{secrets.token_hex(4)}", owner_lease_s=1.0
+    )
+    apps = [create_app(config, model=model), create_app(config, model=model)]
+    hubs = [app.state.bridge.hub for app in apps]
+    # Every runtime the second worker makes for the session, whether it keeps it or not.
+    made: list[Any] = []
+    create = hubs[1]._create
+
+    def counted(session: Any) -> Any:
+        made.append(create(session))
+        return made[-1]
+
+    hubs[1]._create = counted
+    async with AsyncExitStack() as stack, asyncio.timeout(BOUND_S):
+        first, second = [await stack.enter_async_context(serve_app(app)) for app in apps]
+        for app in apps:
+            stack.push_async_callback(app.state.bridge.aclose)
+        owner = await websockets.connect(first.ws_url("twice"))
+        await owner.send(json.dumps({"type": "hello", "protocol": 1, "tools": [TOOL]}))
+        token = (await recv(owner))["resume_token"]
+        await owner.send(json.dumps({"type": "message", "content": "go"}))
+        request = (await until(owner, "tool_request"))[-1]
+        resume = {"token": token, "last_seq": request["seq"]}
+        hello = json.dumps({"type": "hello", "protocol": 1, "tools": [TOOL], "resume": resume})
+        a = await websockets.connect(second.ws_url("twice"))
+        b = await websockets.connect(second.ws_url("twice"))
+        # Both hellos reach the second worker while the first still runs the session.
+        await asyncio.gather(a.send(hello), b.send(hello))
+        readies = await asyncio.gather(recv(a), recv(b))
+        assert [r["type"] for r in readies] == ["ready", "ready"]
+        # The connection on the worker that let the session go is told to come back (1012).
+        await owner.wait_closed()
+        assert owner.close_code == 1012
+        # One arrival took the session over and the other attached to it after: one runtime,
+        # the earlier connection replaced (4409) by the later one.
+        done, _ = await asyncio.wait(
+            [asyncio.create_task(ws.wait_closed()) for ws in (a, b)],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        assert len(done) == 1
+        replaced, live = (a, b) if a.close_code is not None else (b, a)
+        assert replaced.close_code == 4409 and live.close_code is None
+        assert hubs[1].runtime("twice") is not None and hubs[0].runtime("twice") is None
+        assert made == [hubs[1].runtime("twice")]
+        await live.send(
+            json.dumps({"type": "tool_response", "id": request["id"], "result": "x found"})
+        )
+        rest = await until(live, "complete")
+        await live.close()
+    assert rest[-1]["reason"] == "done"
+    assert len(model.requests) == 2  # nothing ran twice
