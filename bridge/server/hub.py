@@ -379,7 +379,8 @@ class SessionHub:
             return
         try:
             if self._writer is not None:
-                await self._writer.save(runtime.session)
+                # Written even unchanged: the record's time to live starts now.
+                await self._writer.save(runtime.session, refresh=True)
             else:
                 await self.store.put(session_id, runtime.session.dump(), self._limits.ttl_s)
         except ConnectionError:

@@ -58,11 +58,12 @@ class RecordWriter:
             log.warning("session %s was taken over by another worker; stopping it", session.id)
             self._taken(session)
 
-    async def save(self, session: Session) -> bool:
-        """Write what changed since the last write; False when another worker holds the
-        session's lease (nothing written). Raises `ConnectionError` when Redis is away."""
+    async def save(self, session: Session, *, refresh: bool = False) -> bool:
+        """Write what changed since the last write (nothing, if nothing did, unless `refresh`:
+        a write also starts the record's time to live afresh); False when another worker holds
+        the session's lease (nothing written). Raises `ConnectionError` when Redis is away."""
         changes = session.changes()
-        if changes.same_as(session.stored):
+        if not refresh and changes.same_as(session.stored):
             return True
         try:
             saved = await self._cluster.save(session.id, changes, self._ttl_s)

@@ -102,6 +102,9 @@ async def test_a_write_that_would_change_nothing_is_not_sent(redis_store: RedisS
     session.queue.append("later")
     assert await writer.save(session) and cluster.writes == 2
     assert await redis_store.get("s1") == session.dump()
+    # Asked to, it writes all the same: the record's time to live starts again.
+    assert await writer.save(session, refresh=True) and cluster.writes == 3
+    assert 59_000 < await redis_store.client.pttl(redis_store.record_key("s1")) <= 60_000
     # A session whose stored state is unknown is written whatever it holds.
     session.stored = None
-    assert await writer.save(session) and cluster.writes == 3
+    assert await writer.save(session) and cluster.writes == 4
