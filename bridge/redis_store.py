@@ -350,11 +350,6 @@ class RedisStore:
     def value_key(self, name: str) -> str:
         return f"{self.namespace}value:{name}"
 
-    async def put_new(self, name: str, value: str, ttl_s: float) -> bool:
-        """Store `value` under `name` for `ttl_s` unless something is there; True if stored."""
-        with self._errors("put_new"):
-            return bool(await self.client.set(self.value_key(name), value, nx=True, px=_ms(ttl_s)))
-
     async def put_bounded(self, group: str, name: str, value: str, ttl_s: float, keep: int) -> bool:
         """Store `value` under `{group}:name` for `ttl_s` unless something is there (False),
         and keep only the group's `keep` newest values: older ones are deleted. `take` reads
@@ -371,20 +366,7 @@ class RedisStore:
         """The value under `name`, removed in the same step: two callers never both get it."""
         with self._errors("take"):
             raw = await self.client.getdel(self.value_key(name))
-        if raw is None:
-            return None
-        return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-    async def count(self, name: str, window_s: float) -> int:
-        """Add one to the counter `name` and return it; the counter starts again from zero
-        `window_s` after its first count."""
-        key = self.value_key(name)
-        with self._errors("count"):
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                pipe.pexpire(key, _ms(window_s), nx=True)
-                counted, _ = await pipe.execute()
-        return int(counted)
+        return None if raw is None else _text(raw)
 
     @contextmanager
     def _errors(self, operation: str) -> Iterator[None]:

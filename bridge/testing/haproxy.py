@@ -21,7 +21,13 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bridge.testing.redis_server import LoggedProcess, Service, find_executable, free_port
+from bridge.testing.redis_server import (
+    Balancer,
+    LoggedProcess,
+    address,
+    find_executable,
+    free_port,
+)
 
 __all__ = ["HAProxy", "Timeouts", "haproxy_config"]
 
@@ -63,7 +69,7 @@ def haproxy_config(
     """The configuration: one frontend, one round-robin backend of `backends` (host, port)."""
     if not backends:
         raise ValueError("haproxy needs at least one backend")
-    bind = f"[{bind_host}]:{bind_port}" if ":" in bind_host else f"{bind_host}:{bind_port}"
+    bind = address(bind_host, bind_port)
     lines = [
         "global",
         "    maxconn 4096",
@@ -108,12 +114,11 @@ def haproxy_config(
         ]
     check = " check" if check_path is not None else ""
     for n, (host, port) in enumerate(backends):
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        lines.append(f"    server worker{n} {address}{check}")
+        lines.append(f"    server worker{n} {address(host, port)}{check}")
     return "\n".join(lines) + "\n"
 
 
-class HAProxy(Service):
+class HAProxy(Balancer):
     def __init__(
         self,
         backends: Sequence[int | tuple[str, int]],
@@ -141,23 +146,8 @@ class HAProxy(Service):
         self._executable = executable
         self._ready_timeout_s = ready_timeout_s
         self._stop_timeout_s = stop_timeout_s
-        self._dir: tempfile.TemporaryDirectory[str] | None = None
-        self._process: LoggedProcess | None = None
-
-    @property
-    def http_url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def ws_url(self, session_id: str) -> str:
-        return self.http_url.replace("http://", "ws://", 1) + f"/ws/agent/{session_id}"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.running
-
-    def log_tail(self, lines: int = 20) -> str:
-        return "" if self._process is None else self._process.log_tail(lines)
+        self._dir = None
+        self._process = None
 
     def start(self) -> None:
         if self.running:
@@ -179,13 +169,3 @@ class HAProxy(Service):
         except OSError as exc:
             self.stop()
             raise RuntimeError(f"haproxy on port {self.port} does not accept: {exc}") from None
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop(self._stop_timeout_s)
-
-    def close(self) -> None:
-        self.stop()
-        if self._dir is not None:
-            self._dir.cleanup()
-            self._dir = None

@@ -25,7 +25,13 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bridge.testing.redis_server import LoggedProcess, Service, find_executable, free_port
+from bridge.testing.redis_server import (
+    Balancer,
+    LoggedProcess,
+    address,
+    find_executable,
+    free_port,
+)
 
 __all__ = ["Nginx", "Timeouts", "nginx_config"]
 
@@ -62,10 +68,6 @@ def _duration(ms: int) -> str:
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
-def _address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def nginx_config(
     backends: Sequence[tuple[str, int]],
     *,
@@ -84,7 +86,7 @@ def nginx_config(
         "    # sticky): a reconnect lands on the next worker. The zone shares the turn and the",
         "    # failures between nginx's own worker processes.",
         "    zone bridge_workers 64k;",
-        *(f"    server {_address(host, port)} {fails};" for host, port in backends),
+        *(f"    server {address(host, port)} {fails};" for host, port in backends),
         "    # Idle connections to the workers, reused by plain requests (never by a WebSocket)",
         "    # and closed before uvicorn's 5 s keep-alive closes them.",
         "    keepalive 32;",
@@ -99,7 +101,7 @@ def nginx_config(
         "}",
         "",
         "server {",
-        f"    listen {_address(bind_host, bind_port)};",
+        f"    listen {address(bind_host, bind_port)};",
         "",
         "    location /ws/ {",
         "        proxy_pass http://bridge_workers;",
@@ -165,7 +167,7 @@ def _main_config(directory: str, site: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-class Nginx(Service):
+class Nginx(Balancer):
     def __init__(
         self,
         backends: Sequence[int | tuple[str, int]],
@@ -188,22 +190,8 @@ class Nginx(Service):
         self._executable = executable
         self._ready_timeout_s = ready_timeout_s
         self._stop_timeout_s = stop_timeout_s
-        self._dir: tempfile.TemporaryDirectory[str] | None = None
-        self._process: LoggedProcess | None = None
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{_address(self.host, self.port)}"
-
-    def ws_url(self, session_id: str) -> str:
-        return self.http_url.replace("http://", "ws://", 1) + f"/ws/agent/{session_id}"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.running
-
-    def log_tail(self, lines: int = 20) -> str:
-        return "" if self._process is None else self._process.log_tail(lines)
+        self._dir = None
+        self._process = None
 
     def start(self) -> None:
         if self.running:
@@ -250,13 +238,3 @@ class Nginx(Service):
             return connection.getresponse().status
         finally:
             connection.close()
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop(self._stop_timeout_s)
-
-    def close(self) -> None:
-        self.stop()
-        if self._dir is not None:
-            self._dir.cleanup()
-            self._dir = None

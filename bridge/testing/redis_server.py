@@ -30,10 +30,12 @@ from types import TracebackType
 from typing import Self
 
 __all__ = [
+    "Balancer",
     "LoggedProcess",
     "MissingExecutable",
     "RedisServer",
     "Service",
+    "address",
     "find_executable",
     "free_port",
 ]
@@ -69,13 +71,39 @@ class Service:
     """A real service a test starts: `with` and `async with` start it and close it.
 
     Starting blocks until the service is ready, so the async forms keep it off the event loop.
+    A subclass's `start` runs its program as `_process` in the temporary directory `_dir`;
+    stopping, closing and reading its log are the same for every service.
     """
+
+    host: str
+    port: int
+    _process: LoggedProcess | None = None
+    _dir: tempfile.TemporaryDirectory[str] | None = None
+    _stop_timeout_s: float = 5.0
 
     def start(self) -> None:
         raise NotImplementedError
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.running
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "" if self._process is None else self._process.log_tail(lines)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.stop(self._stop_timeout_s)
+
     def close(self) -> None:
-        raise NotImplementedError
+        self.stop()
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
 
     def __enter__(self) -> Self:
         self.start()
@@ -94,6 +122,22 @@ class Service:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await asyncio.to_thread(self.close)
+
+
+class Balancer(Service):
+    """A load balancer in front of the bridge's workers: its URLs are the workers' URLs."""
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{address(self.host, self.port)}"
+
+    def ws_url(self, session_id: str) -> str:
+        return f"ws://{address(self.host, self.port)}/ws/agent/{session_id}"
+
+
+def address(host: str, port: int) -> str:
+    """`host:port`, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class LoggedProcess:
@@ -201,24 +245,12 @@ class RedisServer(Service):
         self._ready_timeout_s = ready_timeout_s
         self._stop_timeout_s = stop_timeout_s
         self._extra_args = extra_args
-        self._dir: tempfile.TemporaryDirectory[str] | None = None
-        self._process: LoggedProcess | None = None
+        self._dir = None
+        self._process = None
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"redis://{host}:{self.port}/0"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.running
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
-    def log_tail(self, lines: int = 20) -> str:
-        return "" if self._process is None else self._process.log_tail(lines)
+        return f"redis://{address(self.host, self.port)}/0"
 
     # Life --------------------------------------------------------------------------------------
 
@@ -248,10 +280,6 @@ class RedisServer(Service):
             self.stop()
             raise RuntimeError(f"redis-server on port {self.port} does not answer PING")
 
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop(self._stop_timeout_s)
-
     def kill(self) -> None:
         """SIGKILL: Redis gone at once, as when its host dies."""
         if self._process is not None:
@@ -261,12 +289,6 @@ class RedisServer(Service):
     def restart(self) -> None:
         self.stop()
         self.start()
-
-    def close(self) -> None:
-        self.stop()
-        if self._dir is not None:
-            self._dir.cleanup()
-            self._dir = None
 
     def ping(self, timeout_s: float = 2.0) -> bool:
         """Whether a PING over a fresh connection, in plain RESP, gets an answer: PONG, or the

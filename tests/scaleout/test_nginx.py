@@ -7,32 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import re
 import secrets
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import websockets
 
 from bridge.limits import ConnectionLimits
 from bridge.redis_store import RedisStore
-from bridge.testing import FaultProxy, OpenAIServer, Reply, tool_call
+from bridge.testing import FaultProxy, OpenAIServer
 from bridge.testing.nginx import Nginx, Timeouts, nginx_config
 from bridge.testing.redis_server import RedisServer
+from tests.scaleout.cuts import CutRuns
 from tests.scaleout.support import (
     Decider,
-    WatchingClient,
     Worker,
-    owner_pid,
-    since_last_user,
     start_workers,
-    tool_results,
     worker_env,
 )
 from tests.store.support import require
@@ -40,9 +34,6 @@ from tests.store.support import require
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "scale-out.md"
 # The example in the docs: three workers on 8001-8003, nginx on 8000.
 EXAMPLE_PORTS = (8001, 8002, 8003)
-SESSIONS = 4
-RUNS = 2
-CALLS = 10  # per run: 4 x 2 x 10 = 80 calls
 BOUND_S = 30
 # A heartbeat short enough to watch several go by; the read timeouts below are set around it.
 HEARTBEAT_S = 0.6
@@ -122,27 +113,11 @@ def test_round_robin_upgrade_headers_and_timeouts_past_the_heartbeat() -> None:
     assert seconds(ws["proxy_send_timeout"][0]) > silence_s
 
 
-def decide(body: dict[str, Any]) -> Reply:
-    """Call `tick` CALLS times in a run, then say it is done; a call id follows from the run's
-    tag (its message's last word) and the step, so a step made again asks the same call."""
-    text, steps = since_last_user(body.get("messages", []))
-    tag = text.split()[-1]
-    done = sum(1 for m in steps if m.get("role") == "tool")
-    if done < CALLS:
-        call = tool_call("tick", {"tag": tag, "n": done}, id=f"call-{tag}-{done}")
-        return Reply(text=["step ", f"{done} "], calls=[call])
-    return Reply(text=["done ", tag])
-
-
-def expected_text(tag: str) -> str:
-    return "".join(f"step {n} " for n in range(CALLS)) + f"done {tag}"
-
-
 async def test_tool_calls_with_random_cuts_through_nginx_over_three_workers(
     redis: RedisServer, model: OpenAIServer, cluster_name: str
 ) -> None:
-    model.script = Decider(model, decide)
-    ran: Counter[tuple[str, int]] = Counter()
+    runs = CutRuns(sessions=4, runs=2, calls=10)  # 4 x 2 x 10 = 80 calls
+    model.script = Decider(model, runs.decide)
     store = await RedisStore.connect(redis.url, cluster_name)
     async with (
         workers(redis, cluster_name, model.base_url) as started,
@@ -150,43 +125,8 @@ async def test_tool_calls_with_random_cuts_through_nginx_over_three_workers(
         FaultProxy(balancer.host, balancer.port) as proxy,
     ):
         pids = {w.pid: w.number for w in started}
-        # Per session, the worker that sent each `ready`: it holds the owner lease by then.
-        served: dict[str, list[int]] = {}
-        reconnects = 0
         async with asyncio.timeout(BOUND_S):
-            for number in range(SESSIONS):
-                session_id = f"nginx-{number}-{secrets.token_hex(4)}"
-                order = served[session_id] = []
-
-                async def watch(event: dict[str, Any], sid: str = session_id) -> None:
-                    if event["type"] == "ready":
-                        pid = owner_pid(await store.owner(sid))
-                        served[sid].append(pids[pid] if pid is not None else -1)
-
-                client = WatchingClient(
-                    proxy.ws_url(session_id), watch, backoff_base_s=0.02, backoff_cap_s=0.2
-                )
-
-                @client.tool
-                async def tick(tag: str, n: int) -> str:
-                    """Count a step."""
-                    ran[(tag, n)] += 1
-                    return f"ticked {tag} {n}"
-
-                # The first connection keeps its `ready` (and with it the resume token); from
-                # then on every connection is cut at a seeded random point, this one first.
-                proxy.random_cuts(None)
-                async with client:
-                    proxy.random_cuts(mean_bytes=2_500, seed=number, min_bytes=300)
-                    proxy.cut()
-                    for run in range(RUNS):
-                        tag = f"s{number}r{run}"
-                        result = await client.run(f"tick {CALLS} times: {tag}")
-                        assert result.reason == "done", result
-                        assert result.text == expected_text(tag), result.events
-                    reconnects += client.reconnects
-                    await client.bye()
-                assert 1 < len(order) <= client.reconnects + 1
+            await runs.drive(proxy, store, pids)
         logs = "\n".join(f"--- {w.name} ---\n{w.output()[-3000:]}" for w in started)
         workers_alive = [w.alive for w in started]
         nginx_log = balancer.log_tail(40)
@@ -194,29 +134,7 @@ async def test_tool_calls_with_random_cuts_through_nginx_over_three_workers(
     await store.close()
 
     assert all(workers_alive), logs
-    # Every handler ran once per call.
-    assert len(ran) == SESSIONS * RUNS * CALLS
-    assert set(ran.values()) == {1}, [k for k, v in ran.items() if v != 1]
-    # Every call reached the model with exactly one result: a session's last request holds its
-    # whole conversation.
-    last: dict[str, dict[str, Any]] = {}
-    for request in model.requests:
-        text, _ = since_last_user(request.body.get("messages", []))
-        last[text.split()[-1].split("r")[0]] = request.body
-    assert len(last) == SESSIONS
-    for body in last.values():
-        calls, results = tool_results(body)
-        assert len(calls) == len(set(calls)) == RUNS * CALLS
-        assert {k: len(v) for k, v in results.items()} == dict.fromkeys(calls, 1)
-        assert all("ticked" in v[0] for v in results.values())
-    # The cuts happened, the client came back each time, and nginx sent each new connection
-    # to the next worker (a connection cut before its `ready` took a turn all the same).
-    pairs = [(a, b) for order in served.values() for a, b in itertools.pairwise(order)]
-    moves = sum(1 for a, b in pairs if a != b)
-    assert cuts >= 15 and reconnects >= 15, (cuts, reconnects)
-    assert {n for order in served.values() for n in order} == {0, 1, 2}, (served, nginx_log)
-    assert moves >= 0.8 * len(pairs), (served, nginx_log)
-    print(f"\n{cuts} cuts, {reconnects} reconnects, {moves} moves of {len(pairs)}")
+    runs.check(model, cuts, at_least=15, context=nginx_log)
 
 
 @dataclass
