@@ -1,13 +1,11 @@
-"""Who may attach to a session: decided from a few fields, which a store can read without
-loading the whole session (a worker checks a client before asking another worker to let the
-session go)."""
+"""Who may attach to a session: decided from a few fields of its record. The Redis store
+decides the same inside its claim script (`bridge.redis_scripts.ARRIVE`), so a worker checks a
+client before the session moves; a test holds the two to the same answers."""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from bridge.protocol import ResumeRequest
 
@@ -22,18 +20,6 @@ class Access:
     resume_token: str
     # Nothing has happened in the session beyond its hello: no message, no run, no call.
     untouched: bool
-
-    @classmethod
-    def of_head(cls, head: Mapping[str, Any], turns: int) -> Access:
-        """From a stored head (see `bridge.record`) and the number of stored turns."""
-        untouched = (
-            not turns
-            and head["run"] is None
-            and not head["queue"]
-            and not head["calls"]["pending"]
-            and not head["approvals"]["open"]
-        )
-        return cls(head["owner"], head["resume_token"], untouched)
 
     def admits(self, principal: str, resume: ResumeRequest | None) -> bool:
         """Only the owner, with the resume token; or the owner without it while the session is

@@ -239,6 +239,6 @@ class OutboundLog:
         self._seq = data["seq"]
         frames = data["frames"]
         self._first = frames[0][0] if frames else self._seq + 1
-        for _seq, frame in frames:
-            self._frames.append(frame)
-            self._bytes += utf8_size(frame)
+        texts = [frame for _seq, frame in frames]
+        self._frames.extend(texts)
+        self._bytes = sum(map(utf8_size, texts))

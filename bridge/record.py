@@ -24,11 +24,25 @@ from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any
 
-__all__ = ["LISTS", "Changes", "Mark", "Tail", "join", "parts", "split", "tail", "to_json"]
+__all__ = [
+    "JSON_LISTS",
+    "LISTS",
+    "Changes",
+    "Mark",
+    "Tail",
+    "join",
+    "parts",
+    "split",
+    "tail",
+    "to_json",
+]
 
 # The list parts, in the order a store keeps them. "frames" items are the frames' own text;
 # the others are JSON texts (decided approvals: plain call ids).
 LISTS = ("turns", "frames", "finished", "decided")
+# The list parts whose items are JSON texts, which `join` parses as one array: a store may hand
+# over such a part as a single text of its items joined by commas.
+JSON_LISTS = frozenset({"turns", "finished"})
 # Where each list sits in a record: (parent key or None, key).
 _PATHS: dict[str, tuple[str | None, str]] = {
     "turns": (None, "conversation"),

@@ -33,24 +33,85 @@ return 0
 """
 
 
-# KEYS[1] the owner key; ARGV[1] the claimer, ARGV[2] the lease in ms, ARGV[3] the channel
-# prefix, ARGV[4] a message. Take a free lease (2), or renew our own (1); a lease another
-# worker holds is left alone and that worker is sent the message, in the same step, so a claim
-# costs one round trip whoever holds the session ({0, holder}).
-CLAIM = """
+# KEYS: the owner key, the record, then the lists in `LISTS` order (turns first). ARGV[1] the
+# claimer, [2] the lease in ms, [3] the channel prefix, [4] the message asking the holder to
+# let go, [5] the message telling a parked holder its session was taken, [6] the client's
+# principal, [7] the SHA-1 of its resume token ('' without one).
+#
+# First the client is checked against the stored head, as `bridge.access.Access.admits` does
+# (a refusal: {-1}), so a stranger cannot move a session. Then the lease: taken when free (2)
+# or renewed when ours (1); taken from a holder that parked the session (3: its client left,
+# and everything it did is stored), which is told so; otherwise the holder is asked to let go,
+# in the same step ({0, holder}). With the lease comes the record ({how, holder, head, tools,
+# list, ...}), so a claim that succeeds costs one round trip. The digests are compared, not the
+# tokens, so the comparison's time says nothing of the token.
+ARRIVE = """
+local head = redis.call('HGET', KEYS[2], 'head')
+if head then
+  local h = cjson.decode(head)
+  if h.owner ~= cjson.null and h.owner ~= ARGV[6] then
+    return {-1}
+  end
+  if ARGV[7] == '' then
+    if h.run ~= cjson.null or next(h.queue) ~= nil or next(h.calls.pending) ~= nil
+        or next(h.approvals.open) ~= nil or redis.call('LLEN', KEYS[3]) ~= 0 then
+      return {-1}
+    end
+  elseif redis.sha1hex(h.resume_token) ~= ARGV[7] then
+    return {-1}
+  end
+end
+local function granted(how, holder)
+  redis.call('HDEL', KEYS[2], 'parked')
+  local parts = redis.call('HMGET', KEYS[2], 'head', 'tools')
+  local out = {how, holder, parts[1], parts[2]}
+  for k = 3, #KEYS do
+    out[#out + 1] = redis.call('LRANGE', KEYS[k], 0, -1)
+  end
+  return out
+end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {2, ''}
+  return granted(2, '')
 end
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {1, ''}
+  return granted(1, '')
 end
-if holder then
-  redis.call('PUBLISH', ARGV[3] .. holder, ARGV[4])
-  return {0, holder}
+if not holder then
+  return {0, ''}
 end
-return {0, ''}
+if redis.call('HGET', KEYS[2], 'parked') == holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('PUBLISH', ARGV[3] .. holder, ARGV[5])
+  return granted(3, holder)
+end
+redis.call('PUBLISH', ARGV[3] .. holder, ARGV[4])
+return {0, holder}
+"""
+REFUSED, ASKED, RENEWED, FREE, UNPARKED = -1, 0, 1, 2, 3
+
+# KEYS[1] the owner key, KEYS[2] the record; ARGV[1] the holder. Mark the session parked (1):
+# its holder runs it with no client and has stored all of it, so a claimer may take the lease
+# without asking. Only the holder may (0 otherwise); a whole write, or any claim that takes or
+# renews the lease, clears the mark.
+PARK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSET', KEYS[2], 'parked', ARGV[1])
+  return 1
+end
+return 0
+"""
+
+# KEYS[1] the owner key, KEYS[2] the record; ARGV[1] the holder. Clear the parked mark before
+# the holder attaches a client again (1); 0 when the lease is no longer the holder's (a claimer
+# took the parked session first).
+UNPARK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('HDEL', KEYS[2], 'parked')
+  return 1
+end
+return 0
 """
 
 # KEYS[1] the owner key; ARGV[1] the holder, ARGV[2] the next owner, ARGV[3] the lease in ms,

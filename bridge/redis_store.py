@@ -6,8 +6,9 @@ Every key is namespaced `{prefix}:{cluster}:...`, so clusters (and test runs) ca
 Redis without seeing each other. A session's keys share the hash tag `{id}` (they sit in one
 slot of a Redis Cluster, so one script may touch them all):
 
-- `...:{id}:record`: hash; `head`, the small part of the record that changes on every step, and
-  `tools`, the client's tool definitions (written only when they change);
+- `...:{id}:record`: hash; `head`, the small part of the record that changes on every step,
+  `tools`, the client's tool definitions (written only when they change), and `parked`, the
+  owner's id while it runs the session with no client (a claimer may then take it unasked);
 - `...:{id}:turns`, `:frames`, `:finished`, `:decided`: lists; the conversation, the replay
   window's frames, finished call ids and decided approvals, appended to and trimmed at the
   front as the session goes (see `bridge.record`), so a write costs what changed, not what the
@@ -30,10 +31,11 @@ without importing `redis`. This is the only module that imports `redis`.
 from __future__ import annotations
 
 import asyncio
-import json
+import hashlib
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -45,11 +47,31 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bridge import redis_scripts as scripts
-from bridge.record import LISTS, Changes, join, split
+from bridge.record import JSON_LISTS, LISTS, Changes, join, split
 
-__all__ = ["RedisStore", "RedisUnavailable", "redact_url"]
+__all__ = ["Arrival", "RedisStore", "RedisUnavailable", "redact_url"]
 
 Record = dict[str, Any]
+
+_GRANTED = {scripts.RENEWED: "renewed", scripts.FREE: "taken", scripts.UNPARKED: "unparked"}
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """What a claim came to: "refused" (the stored session does not admit the client),
+    "asked" (`holder` was asked to let go; "" when the lease lapsed mid-claim), "busy" (the
+    holder would not let go in time), or the lease granted: "taken" (it was free), "renewed"
+    (it was the claimer's), "unparked" (taken from `holder`, which had parked the session),
+    "given" (`holder` let go when asked), with the stored `record` (None: nothing stored)."""
+
+    how: str
+    holder: str = ""
+    record: Record | None = None
+
+    @property
+    def granted(self) -> bool:
+        return self.how in ("taken", "renewed", "unparked", "given")
+
 
 DEFAULT_PREFIX = "bridge"
 # Cluster names become part of every key: keep them to characters that need no quoting and
@@ -107,7 +129,9 @@ class RedisStore:
         self._where = where
         self._acquire = client.register_script(scripts.ACQUIRE)
         self._release = client.register_script(scripts.RELEASE)
-        self._claim = client.register_script(scripts.CLAIM)
+        self._arrive = client.register_script(scripts.ARRIVE)
+        self._park = client.register_script(scripts.PARK)
+        self._unpark = client.register_script(scripts.UNPARK)
         self._give = client.register_script(scripts.GIVE)
         self._save = client.register_script(scripts.SAVE)
         self._put_bounded = client.register_script(scripts.PUT_BOUNDED)
@@ -194,25 +218,7 @@ class RedisStore:
                 for key in keys[2:]:
                     pipe.lrange(key, 0, -1)
                 (head, tools), *lists = await pipe.execute()
-        if head is None:
-            return None
-        texts = {name: [_text(i) for i in items] for name, items in zip(LISTS, lists, strict=True)}
-        record = join(_text(head), None if tools is None else _text(tools), texts)
-        if not isinstance(record, dict):
-            raise ValueError(f"the stored record of session {session_id!r} is not an object")
-        return record
-
-    async def access(self, session_id: str) -> tuple[Record, int] | None:
-        """The stored head of a session's record and the number of its turns, or None: enough
-        to decide who may attach (`bridge.access.Access.of_head`) without reading the rest."""
-        with self._errors("access"):
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.hget(self.record_key(session_id), "head")
-                pipe.llen(self.session_key(session_id, "turns"))
-                head, turns = await pipe.execute()
-        if head is None:
-            return None
-        return json.loads(_text(head)), int(turns)
+        return _record(session_id, head, tools, lists)
 
     async def put(self, session_id: str, record: Record, ttl_s: float) -> None:
         if ttl_s <= 0:
@@ -274,19 +280,48 @@ class RedisStore:
             return None
         return "taken" if int(taken) == scripts.TAKEN else "renewed"
 
-    async def claim(self, session_id: str, claimer: str, ttl_s: float, ask: str) -> str | None:
-        """Take or renew the lease ("taken", "renewed"); while another worker holds it, send
-        that worker `ask` over its channel and return its id (or "" when the lease lapsed
-        between the two steps, for the caller to try again)."""
-        channel_prefix = self.worker_channel("")
-        args: list[str | int] = [claimer, _ms(ttl_s), channel_prefix, ask]
+    async def arrive(
+        self,
+        session_id: str,
+        claimer: str,
+        ttl_s: float,
+        *,
+        principal: str,
+        token: str | None,
+        ask: str,
+        taken: str,
+    ) -> Arrival:
+        """Claim the lease for a client of `principal` holding resume `token`, checked against
+        the stored head first (see `scripts.ARRIVE`): granted with the stored record, or the
+        holder asked to let go (sent `ask`; a parked holder is sent `taken` instead)."""
+        # SHA-1 only makes the comparison's time independent of the token; it guards nothing.
+        digest = "" if token is None else hashlib.sha1(_bytes(token)).hexdigest()
+        channels = self.worker_channel("")
+        args: list[str | int] = [claimer, _ms(ttl_s), channels, ask, taken, principal, digest]
         with self._errors("claim"):
-            how, holder = await self._claim(keys=[self.owner_key(session_id)], args=args)
-        if int(how) == scripts.TAKEN:
-            return "taken"
-        if int(how) == 1:
-            return "renewed"
-        return _text(holder)
+            reply = await self._arrive(keys=self.keys_of(session_id), args=args)
+        how = int(reply[0])
+        if how == scripts.REFUSED:
+            return Arrival("refused")
+        holder = _text(reply[1])
+        if how == scripts.ASKED:
+            return Arrival("asked", holder)
+        head, tools, *lists = reply[2:]
+        return Arrival(_GRANTED[how], holder, _record(session_id, head, tools, lists))
+
+    async def park(self, session_id: str, holder: str) -> bool:
+        """Mark a session `holder` runs with no client, all of it stored, as free to take
+        without asking (False: `holder` does not hold it, or nothing is stored)."""
+        keys = [self.owner_key(session_id), self.record_key(session_id)]
+        with self._errors("park"):
+            return bool(await self._park(keys=keys, args=[holder]))
+
+    async def unpark(self, session_id: str, holder: str) -> bool:
+        """Clear the parked mark before `holder` attaches a client again; False when a claimer
+        took the session first."""
+        keys = [self.owner_key(session_id), self.record_key(session_id)]
+        with self._errors("unpark"):
+            return bool(await self._unpark(keys=keys, args=[holder]))
 
     async def give(self, session_id: str, holder: str, to: str, ttl_s: float, message: str) -> bool:
         """Pass the lease from `holder` to `to` for `ttl_s`, and tell `to` `message` either
@@ -377,6 +412,24 @@ class RedisStore:
             if isinstance(exc, RedisError) and not _is_outage(exc):
                 raise
             raise RedisUnavailable(f"Redis at {self._where} failed on {operation}: {exc}") from exc
+
+
+def _record(session_id: str, head: Any, tools: Any, lists: list[Any]) -> Record | None:
+    if head is None:
+        return None
+    texts: dict[str, list[str]] = {}
+    for name, items in zip(LISTS, lists, strict=True):
+        if name in JSON_LISTS:
+            # `join` parses a JSON list part as its items joined by commas: joined here as
+            # bytes, it is decoded once rather than once per item (a long conversation has
+            # thousands of turns, all on the way of a session moving to another worker).
+            texts[name] = [_text(b",".join(items))] if items else []
+        else:
+            texts[name] = [_text(item) for item in items]
+    record = join(_text(head), None if tools is None else _text(tools), texts)
+    if not isinstance(record, dict):
+        raise ValueError(f"the stored record of session {session_id!r} is not an object")
+    return record
 
 
 def _bytes(text: str) -> bytes:

@@ -119,15 +119,23 @@ class SessionRuntime:
 
     async def hand_over(self) -> None:
         """Stop without ending anything, so another worker carries the run on from the record."""
+        task = self.stop_for_move()
+        if task is not None:
+            await asyncio.wait({task}, timeout=5.0)
+
+    def stop_for_move(self) -> asyncio.Task[tuple[CompleteReason, Usage]] | None:
+        """`hand_over` without waiting: the run is cancelled and stops at its next step; the
+        task it returns (if any) finishes when it has."""
         run = self._task_run
         task = self._task
         if run is not None:
             run.moving = True
         self.client_calls.moving = True
         self.approvals.moving = True
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=5.0)
+        if task is None or task.done():
+            return None
+        task.cancel()
+        return task
 
     # Connections -------------------------------------------------------------------------------
 

@@ -107,6 +107,10 @@ class CallRunner:
         if spec.source == "server":
             run.started.add(call.wire_id)
             await self._checkpoint()
+            if run.moving:
+                # The write found the session taken by another worker, which runs it from its
+                # record: running the tool here too could run it twice.
+                raise asyncio.CancelledError
             outcome = await self._run_server_tool(call.wire_id, spec, arguments)
         else:
             outcome = await self._client_calls.call(

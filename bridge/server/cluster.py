@@ -10,11 +10,19 @@ Moving the session to the client's worker, rather than relaying frames between w
 every frame on one process's socket: after a move, the cost of a cluster is the record being
 stored at the moments that matter, not a Redis round trip per token.
 
+An owner whose client left parks the session once all of it is stored: it keeps running it
+(a call's deadline may still pass, the grace may end), but a claimer takes the lease without
+asking, with the record, in one round trip, and the owner is only told afterwards; the owner
+clears the mark before it attaches a client again, which fails if a claimer came first. Every
+change the owner makes after the claim is refused by the store (writes are fenced by the
+lease), and nothing reaches a client unstored, so the claimer's record is the session.
+
 Messages between workers (each has its own channel):
 
 - `handover <claimer> <session>`, to the owner: a client of the session is on the claimer now;
 - `given <session>`, to the claimer: the lease is yours, the record is stored;
-- `retry <session>`, to the claimer: ask again (this worker does not hold the session).
+- `retry <session>`, to the claimer: ask again (this worker does not hold the session);
+- `taken <session>`, to a parked owner: a claimer took the session; stop it here.
 
 Pub/sub may drop a message (a listener reconnecting); a claim asks again every
 `_ASK_AGAIN_S`, so a lost message costs that much, never the claim.
@@ -30,9 +38,8 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from bridge.access import Access
 from bridge.record import Changes
-from bridge.redis_store import RedisStore
+from bridge.redis_store import Arrival, RedisStore
 
 __all__ = ["Cluster"]
 
@@ -53,6 +60,8 @@ class Cluster:
         self.lease_s = lease_s
         self.worker = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.owned: set[str] = set()
+        # Owned sessions with no client here, marked in the store as free to take.
+        self.parked: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._starting: asyncio.Lock | None = None
         self._on_handover: OnHandover | None = None
@@ -103,33 +112,42 @@ class Cluster:
 
     # Claiming ----------------------------------------------------------------------------------
 
-    async def access(self, session_id: str) -> Access | None:
-        """Who may attach to a stored session, read without loading it (None: not stored)."""
-        found = await self.store.access(session_id)
-        return None if found is None else Access.of_head(*found)
-
-    async def claim(self, session_id: str) -> bool:
-        """Make this worker the session's owner; False when the owner would not let go in time
-        (a live owner lets go within moments; a dead one's lease lapses).
+    async def claim(self, session_id: str, *, principal: str, token: str | None) -> Arrival:
+        """Make this worker the session's owner for a client of `principal` holding resume
+        `token`: granted with the stored record; "refused" when the stored session does not
+        admit the client (nothing moved); "busy" when the owner would not let go in time (a
+        live owner lets go within moments; a dead one's lease lapses).
 
         Raises `ConnectionError` when the store cannot be reached.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.lease_s + 1.0
         answer = self._answers.setdefault(session_id, asyncio.Event())
-        ask = f"handover {self.worker} {session_id}"
+        ask, taken = f"handover {self.worker} {session_id}", f"taken {session_id}"
         try:
             while True:
                 answer.clear()
-                how = await self.store.claim(session_id, self.worker, self.lease_s, ask)
-                log.debug("session %s: claimed: %s", session_id, how or "(lapsed)")
-                if how in ("taken", "renewed"):
-                    break
+                arrival = await self.store.arrive(
+                    session_id,
+                    self.worker,
+                    self.lease_s,
+                    principal=principal,
+                    token=token,
+                    ask=ask,
+                    taken=taken,
+                )
+                log.debug("session %s: claimed: %s %s", session_id, arrival.how, arrival.holder)
+                if arrival.granted:
+                    self.owned.add(session_id)
+                    return arrival
+                if arrival.how == "refused":
+                    return arrival
                 left = deadline - loop.time()
                 if left <= 0:
-                    log.warning("session %s: its owner %s did not let go in time", session_id, how)
-                    return False
-                if not how:
+                    holder = arrival.holder
+                    log.warning("session %s: owner %s did not let go in time", session_id, holder)
+                    return Arrival("busy", holder)
+                if not arrival.holder:
                     continue  # the lease lapsed between the claim's two steps: take it now
                 try:
                     async with asyncio.timeout(min(left, _ASK_AGAIN_S)):
@@ -138,15 +156,31 @@ class Cluster:
                     continue
                 if session_id in self.owned:
                     # `given`: the owner passed the lease here with the record stored.
-                    return True
+                    return Arrival("given", arrival.holder, await self.store.get(session_id))
         finally:
             if self._answers.get(session_id) is answer:
                 del self._answers[session_id]
-        self.owned.add(session_id)
-        return True
+
+    async def park(self, session_id: str) -> None:
+        """Let a claimer take this session without asking: call only with no client attached
+        here and all of the session stored."""
+        if await self.store.park(session_id, self.worker):
+            self.parked.add(session_id)
+
+    async def unpark(self, session_id: str) -> bool:
+        """Before a client attaches here again: whether the session is still this worker's
+        (False: a claimer took it while it was parked)."""
+        if session_id not in self.parked:
+            return session_id in self.owned
+        kept = await self.store.unpark(session_id, self.worker)
+        self.parked.discard(session_id)
+        if not kept:
+            self.owned.discard(session_id)
+        return kept
 
     async def release(self, session_id: str) -> None:
         self.owned.discard(session_id)
+        self.parked.discard(session_id)
         try:
             await self.store.release(session_id, self.worker)
         except ConnectionError:
@@ -172,6 +206,7 @@ class Cluster:
             await self._tell(claimer, f"retry {session_id}")
             return
         self._leaving[session_id] = [claimer]
+        self.parked.discard(session_id)
         try:
             if self._on_handover is not None:
                 await self._on_handover(session_id)
@@ -189,6 +224,22 @@ class Cluster:
         for claimer in others:
             await self._tell(claimer, f"retry {session_id}")
 
+    async def _taken_while_parked(self, session_id: str) -> None:
+        if session_id not in self.parked:
+            return  # unparked, or taken and noticed already
+        try:
+            holder = await self.store.owner(session_id)
+        except ConnectionError:
+            return  # the next lease renewal finds out
+        # Checked again after the read: a message that arrives late must not stop a session
+        # this worker has taken back since.
+        if holder == self.worker or session_id not in self.parked:
+            return
+        self.parked.discard(session_id)
+        self.owned.discard(session_id)
+        if self._on_lost is not None:
+            await self._on_lost(session_id)
+
     async def _tell(self, worker: str, message: str) -> None:
         try:
             await self.store.tell(worker, message)
@@ -198,6 +249,10 @@ class Cluster:
     def _heard(self, message: str) -> None:
         log.debug("heard %s", message)
         kind, _, rest = message.partition(" ")
+        if kind == "taken":
+            task = asyncio.create_task(self._taken_while_parked(rest))
+            task.add_done_callback(_log_failure)
+            return
         if kind == "handover":
             claimer, _, session_id = rest.partition(" ")
             task = asyncio.create_task(self._hand_over(session_id, claimer))
@@ -260,6 +315,7 @@ class Cluster:
                 retaken.add(session_id)
             elif how is None:
                 self.owned.discard(session_id)
+                self.parked.discard(session_id)
                 if self._on_lost is not None:
                     await self._on_lost(session_id)
         return retaken

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from bridge.errors import CloseCode, ConnectionRefused, ErrorCode
 from bridge.limits import SessionLimits
 from bridge.models.base import Model
 from bridge.protocol import PROTOCOL_VERSION, ErrorMessage, HelloMessage, Limits
+from bridge.redis_store import Arrival
 from bridge.server.cluster import Cluster
 from bridge.server.connection import Connection
 from bridge.server.record_writer import STORE_RETRY_S, RecordWriter
@@ -114,13 +116,19 @@ class SessionHub:
             return await self._attach(connection, hello, runtime, session)
         # One arrival at a time per session: two connections claiming it at once would each
         # start a runtime of their own.
+        async with self._one_at_a_time(session_id):
+            return await self._arrive(connection, hello)
+
+    @asynccontextmanager
+    async def _one_at_a_time(self, session_id: str) -> AsyncIterator[None]:
+        """Arrivals and parking of one session, taken one at a time at this worker."""
         # The lock is dropped with its last user, not when it is merely free: a waiter woken
         # by a release has not taken it yet, and a third arrival must find the same lock.
         turn = self._greeting.setdefault(session_id, _Turn())
         turn.users += 1
         try:
             async with turn.lock:
-                return await self._arrive(connection, hello)
+                yield
         finally:
             turn.users -= 1
             if not turn.users and self._greeting.get(session_id) is turn:
@@ -135,32 +143,33 @@ class SessionHub:
         runtime = self._runtimes.get(session_id)
         if runtime is not None:
             _authorise(runtime.session.access(), connection, hello)
-            return await self._attach(connection, hello, runtime, runtime.session)
-        claimed = False
+            try:
+                ours = await self._cluster.unpark(session_id)
+            except ConnectionError:
+                raise _store_away() from None
+            if ours:
+                return await self._attach(connection, hello, runtime, runtime.session)
+            # Parked here, and a claimer took it meanwhile: it runs there now.
+            await self._lost(session_id)
         arriving = asyncio.Event()
         try:
             try:
-                # Checked before anything moves: a stranger must not be able to pull a session
-                # away from the worker its client is on.
-                access = await self._cluster.access(session_id)
-                if access is not None:
-                    _authorise(access, connection, hello)
-                await self._claim(session_id)
-                claimed = True
+                # The client is checked against the stored session before anything moves (in
+                # the claim's own step): a stranger must not be able to pull a session away
+                # from the worker its client is on.
+                token = None if hello.resume is None else hello.resume.token
+                arrival = await self._claim(session_id, connection.principal.id, token)
                 self._arriving[session_id] = arriving
-                # What the worker that had it stored when it let go. It is checked again:
-                # a session too new to have been stored had nothing to check it against.
-                session = await self._stored(session_id)
+                session = self._loaded(arrival.record)
                 if session is not None:
+                    # What was stored when the lease came here. Checked again: a session too
+                    # new to have been stored when the claim began had nothing to check.
                     _authorise(session.access(), connection, hello)
             except ConnectionError:
-                raise ConnectionRefused(
-                    "the session store cannot be reached; try again later",
-                    close_code=CloseCode.BUSY,
-                ) from None
+                raise _store_away() from None
             return await self._attach(connection, hello, None, session)
         except BaseException:
-            if claimed and self._runtimes.get(session_id) is None:
+            if session_id in self._cluster.owned and self._runtimes.get(session_id) is None:
                 # Refused after the claim: a lease held with no runtime behind it would only
                 # make the next worker wait for it to lapse.
                 await self._cluster.release(session_id)
@@ -201,13 +210,17 @@ class SessionHub:
             runtime.take_over()
         return runtime, [ready] if snapshot is None else [ready, snapshot]
 
-    async def _claim(self, session_id: str) -> None:
+    async def _claim(self, session_id: str, principal: str, token: str | None) -> Arrival:
         assert self._cluster is not None
         await self._cluster.start(self._let_go, self._lost, self._renewed)
-        if not await self._cluster.claim(session_id):
+        arrival = await self._cluster.claim(session_id, principal=principal, token=token)
+        if arrival.how == "refused":
+            raise _denied()
+        if not arrival.granted:
             raise ConnectionRefused(
                 "the session is busy on another worker; try again", close_code=CloseCode.BUSY
             )
+        return arrival
 
     def _start(
         self, connection: Connection, hello: HelloMessage
@@ -229,7 +242,9 @@ class SessionHub:
         return runtime, [ready, expired]
 
     async def _stored(self, session_id: str) -> Session | None:
-        record = await self.store.get(session_id)
+        return self._loaded(await self.store.get(session_id))
+
+    def _loaded(self, record: dict[str, Any] | None) -> Session | None:
         if record is None:
             return None
         clock, specs = self._wall_clock, self._server_tools.specs
@@ -259,7 +274,11 @@ class SessionHub:
         runtime = self._runtimes.get(session.id)
         if runtime is None or runtime.session is not session or self._cluster is None:
             return
+        # At once, not when the task below runs: the run that made the write must not go on
+        # to anything the other worker will do again (a server tool, above all).
+        runtime.stop_for_move()
         self._cluster.owned.discard(session.id)
+        self._cluster.parked.discard(session.id)
         task = asyncio.get_running_loop().create_task(self._lost(session.id))
         task.add_done_callback(_log_failure)
 
@@ -317,6 +336,9 @@ class SessionHub:
         """The lease went to another worker while this one still ran the session (it could not
         renew in time): stop at once, storing nothing, as the other worker goes on from the
         record."""
+        timer = self._held.pop(session_id, None)
+        if timer is not None:
+            timer.cancel()
         runtime = self._runtimes.pop(session_id, None)
         connection = self._connections.pop(session_id, None)
         if connection is not None:
@@ -363,6 +385,23 @@ class SessionHub:
         self._held[session_id] = loop.call_later(
             self._limits.resume_grace_s, self._grace_over, session_id
         )
+        if self._cluster is not None:
+            await self._park(session_id, runtime)
+
+    async def _park(self, session_id: str, runtime: SessionRuntime) -> None:
+        """With its client gone, let the next worker the client lands on take the session
+        without asking this one (see `bridge.server.cluster`); the run goes on here meanwhile."""
+        assert self._cluster is not None and self._writer is not None
+        async with self._one_at_a_time(session_id):
+            if session_id in self._connections or self._runtimes.get(session_id) is not runtime:
+                return  # a client came back first
+            await runtime.checkpoint()
+            if session_id in self._writer.unstored or self._runtimes.get(session_id) is not runtime:
+                return  # not all of it is stored: a claimer must ask
+            try:
+                await self._cluster.park(session_id)
+            except ConnectionError:
+                log.debug("session %s not parked: the store is unreachable", session_id)
 
     def _grace_over(self, session_id: str) -> None:
         self._held.pop(session_id, None)
@@ -430,11 +469,21 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
 
 def _authorise(access: Access, connection: Connection, hello: HelloMessage) -> None:
     """Only the session's owner, with its resume token, attaches to an existing session (or
-    the owner without it while the session is untouched: see `Access.admits`). The refusal says
-    the same whatever failed, so it tells a stranger nothing of the session."""
+    the owner without it while the session is untouched: see `Access.admits`)."""
     if not access.admits(connection.principal.id, hello.resume):
-        raise ConnectionRefused(
-            "this session exists; only its owner may attach to it, with its resume token",
-            close_code=CloseCode.FORBIDDEN,
-            code=ErrorCode.RESUME_DENIED,
-        )
+        raise _denied()
+
+
+def _denied() -> ConnectionRefused:
+    # The same whatever failed, so it tells a stranger nothing of the session.
+    return ConnectionRefused(
+        "this session exists; only its owner may attach to it, with its resume token",
+        close_code=CloseCode.FORBIDDEN,
+        code=ErrorCode.RESUME_DENIED,
+    )
+
+
+def _store_away() -> ConnectionRefused:
+    return ConnectionRefused(
+        "the session store cannot be reached; try again later", close_code=CloseCode.BUSY
+    )

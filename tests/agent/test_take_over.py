@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from bridge.agent.runtime import SessionRuntime
+from bridge.agent.server_tools import ServerTools
 from bridge.limits import ConnectionLimits, SessionLimits, wire_limits
 from bridge.session import Session
 from bridge.testing import Hang, MemoryClient, ScriptedModel, call
@@ -175,3 +176,52 @@ async def test_an_answer_that_arrives_before_the_taken_over_run_asks_for_it_is_u
     results = [f for f in client2.frames if f["type"] == "tool_result"]
     assert [(r["id"], r["result"]) for r in results] == [(request["id"], "x found")]
     assert_each_call_settled_once(second, client2)
+
+
+async def test_a_server_tool_is_not_run_when_the_write_before_it_finds_the_session_taken() -> None:
+    """The write that records a server tool as started is the last chance to learn that
+    another worker holds the session (it runs the call from its record): the tool must not
+    run here as well."""
+    tools = ServerTools()
+    ran: list[int] = []
+
+    @tools.tool
+    async def crunch(n: int) -> int:
+        """Crunch a number."""
+        ran.append(n)
+        return n
+
+    model = ScriptedModel([[call("crunch", {"n": 1})], ["crunched"]])
+    limits = SessionLimits()
+    session = Session("taken", clock=lambda: 1_000.0, limits=limits, server_tools=tools.specs)
+    writes: list[set[str]] = []
+    stopped = asyncio.Event()
+    taken_runtime: list[SessionRuntime] = []
+
+    async def store(stored: Session) -> None:
+        run = stored.run
+        writes.append(set() if run is None else set(run.started))
+        if run is not None and run.started:
+            # What the hub does when a write answers "not owner".
+            taken_runtime[0].stop_for_move()
+            stopped.set()
+
+    taken = SessionRuntime(
+        session,
+        model,
+        limits=wire_limits(limits, ConnectionLimits()),
+        queue_size=256,
+        server_tools=tools,
+        store=store,
+    )
+    taken_runtime.append(taken)
+    client = MemoryClient(taken)
+    client.hello([])
+    await client.say("go")
+    async with asyncio.timeout(BOUND_S):
+        await stopped.wait()
+        await taken.hand_over()
+    assert ran == []
+    assert of_type(client.frames, "tool_result") == [] and of_type(client.frames, "complete") == []
+    # The call stays started in the record, for the worker that has the session to settle.
+    assert session.run is not None and session.run.started

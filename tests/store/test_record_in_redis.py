@@ -16,11 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.access import Access
 from bridge.calls import TerminalStatus
 from bridge.conversation import UserTurn
 from bridge.limits import SessionLimits
-from bridge.protocol import ResumeRequest, RunStartedMessage
+from bridge.protocol import RunStartedMessage
 from bridge.record import LISTS, Changes
 from bridge.redis_store import RedisStore
 from bridge.testing.redis_server import RedisServer
@@ -191,40 +190,6 @@ def _touch(driver: Driver, how: str) -> None:
         session.outbound.push(RunStartedMessage(run_id="r", content="x"))
         driver.do(("call", "q"))
         driver.do(("answer", 0, False))
-
-
-@pytest.mark.parametrize("how", [None, "turn", "run", "call", "approval", "frames only"])
-async def test_access_is_read_from_the_head_and_the_turn_count(
-    redis_store: RedisStore, how: str | None
-) -> None:
-    store = redis_store
-    assert await store.access(SID) is None
-    driver = Driver()
-    session = driver.session
-    session.owner = "alice"
-    driver.do(("greet", ["alpha"]))
-    if how is not None:
-        _touch(driver, how)
-    await write(store, driver)
-    found = await store.access(SID)
-    assert found is not None
-    head, turns = found
-    assert turns == len(session.conversation.turns)
-    assert "conversation" not in head and "tools" not in head
-    assert "frames" not in head["outbound"] and "finished" not in head["calls"]
-    assert "decided" not in head["approvals"]
-    access = Access.of_head(head, turns)
-    assert access == session.access()
-    assert access.untouched == (how in (None, "frames only"))
-    token = ResumeRequest(token=session.resume_token)
-    assert access.admits("alice", None) == access.untouched
-    assert access.admits("alice", token)
-    assert not access.admits("mallory", token)
-    assert not access.admits("alice", ResumeRequest(token="wrong"))
-    # A record put whole (split by the store, not by the session) decides the same.
-    await store.put("s-put", session.dump(), TTL_S)
-    put = await store.access("s-put")
-    assert put is not None and put[1] == turns and Access.of_head(*put) == access
 
 
 # Lone surrogates ----------------------------------------------------------------------------------
