@@ -1,9 +1,12 @@
 """B10 client: the cost of a session moving to the worker a client's connection lands on.
 
-    python cluster_client.py PORT_A PORT_B SAMPLES
+    python cluster_client.py PORT_A PORT_B SAMPLES [PER_SESSION]
 
-One session on worker A runs `calls N` (the benchmark model: N sequential calls of the echo
-tool). Measured, each SAMPLES times, from the moment the client acts to the next tool_request:
+A session on worker A runs `calls N` (the benchmark model: N sequential calls of the echo
+tool); it grows by 8 calls per sample. With PER_SESSION, a fresh session is started every
+PER_SESSION samples, so many samples measure sessions of one size (5: up to 50 calls; 25: up
+to 210). Measured, each SAMPLES times, from the moment the client acts to the next
+tool_request:
 
 - `steady`: a tool_response on a live connection, on the worker that owns the session;
 - `reconnect, owner`: the connection closed and a new one made to the owner, with a resume and
@@ -74,13 +77,24 @@ class Session:
         await self.ws.send(json.dumps({"type": "tool_response", "id": call_id, "result": "ok"}))
 
 
-async def main(port_a: int, port_b: int, samples: int) -> dict[str, Any]:
+async def main(port_a: int, port_b: int, samples: int, per_session: int) -> dict[str, Any]:
     figures: dict[str, list[float]] = {
         "steady": [],
         "reconnect, owner": [],
         "reconnect, non-owner": [],
         "steady, after the move": [],
     }
+    done = 0
+    while done < samples:
+        count = min(per_session, samples - done)
+        await one_session(port_a, port_b, count, figures)
+        done += count
+    return {name: percentiles(values) for name, values in figures.items()}
+
+
+async def one_session(
+    port_a: int, port_b: int, samples: int, figures: dict[str, list[float]]
+) -> None:
     session = Session(f"b10-{time.time_ns()}")
     await session.open(port_a, resume=False)
     await session.ws.send(json.dumps({"type": "message", "content": f"calls {samples * 8 + 10}"}))
@@ -108,9 +122,9 @@ async def main(port_a: int, port_b: int, samples: int) -> dict[str, Any]:
         figures["steady, after the move"].append(time.perf_counter() - t0)
     await session.ws.send(json.dumps({"type": "bye"}))
     await session.ws.close()
-    return {name: percentiles(values) for name, values in figures.items()}
 
 
 if __name__ == "__main__":
     a, b, n = (int(x) for x in sys.argv[1:4])
-    print(json.dumps(asyncio.run(main(a, b, n))), flush=True)
+    per_session = int(sys.argv[4]) if len(sys.argv) > 4 else n
+    print(json.dumps(asyncio.run(main(a, b, n, per_session))), flush=True)
