@@ -13,7 +13,7 @@ page reload. An answer to an id never asked, or already decided, changes nothing
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
@@ -135,6 +135,10 @@ class ApprovalTable:
 
     def not_seen_after(self, after_seq: int | None) -> list[PendingApproval]:
         return [a for a in self._open.values() if after_seq is None or a.request_seq <= after_seq]
+
+    def restore_decided(self, decided: Iterable[str]) -> None:
+        """The decided approvals, oldest first, of a session put together from an earlier copy."""
+        self._decided = dict.fromkeys(decided)
 
     def close(self, call_id: str) -> PendingApproval | None:
         """The question is settled (answered, expired, cancelled): later answers are refused."""

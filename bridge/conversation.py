@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,12 +231,7 @@ class Conversation:
             and len(turn.content) > self.max_result_chars
         ):
             turn = _truncated(turn, self.max_result_chars)
-        if self._counted is not self.turns:
-            self._chars = sum(_size(t) for t in self.turns)
-            self._current = max(
-                (i for i, t in enumerate(self.turns) if isinstance(t, UserTurn)), default=0
-            )
-            self._counted = self.turns
+        self._recount()
         if isinstance(turn, UserTurn):
             self._current = len(self.turns)
         self.turns.append(turn)
@@ -247,6 +242,39 @@ class Conversation:
             or (self.max_chars and self._chars > self.max_chars)
         ):
             self._trim()
+
+    @property
+    def chars(self) -> int:
+        """The turns' size in characters, as the bound counts it."""
+        self._recount()
+        return self._chars
+
+    @property
+    def exchange_start(self) -> int:
+        """Where the exchange in progress starts (its user turn), as the bound keeps it."""
+        self._recount()
+        return self._current
+
+    def carry_on(
+        self, earlier: Sequence[Turn], chars: int, start: int, dropped: int, new: list[Turn]
+    ) -> None:
+        """Take an earlier copy's turns (with their `chars` and `exchange_start`) but the
+        `dropped` oldest, then `new`: counted from the copy's counts, not turn by turn (a
+        session put together from a copy this worker kept)."""
+        self.turns = [*earlier[dropped:], *new]
+        self._chars = chars - sum(_size(t) for t in earlier[:dropped]) + sum(_size(t) for t in new)
+        users = [i for i, turn in enumerate(new) if isinstance(turn, UserTurn)]
+        offset = len(self.turns) - len(new)
+        self._current = offset + users[-1] if users else max(0, start - dropped)
+        self._counted = self.turns
+
+    def _recount(self) -> None:
+        if self._counted is not self.turns:
+            self._chars = sum(_size(t) for t in self.turns)
+            self._current = max(
+                (i for i, t in enumerate(self.turns) if isinstance(t, UserTurn)), default=0
+            )
+            self._counted = self.turns
 
     def _trim(self) -> None:
         turns = self.turns

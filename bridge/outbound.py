@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
+from itertools import islice
 from json.encoder import encode_basestring as _quoted
 from typing import Any
 
@@ -242,3 +243,15 @@ class OutboundLog:
         texts = [frame for _seq, frame in frames]
         self._frames.extend(texts)
         self._bytes = sum(map(utf8_size, texts))
+
+    def carry_on(self, earlier: Sequence[str], size: int, dropped: int, new: list[str]) -> None:
+        """Take an earlier copy's frames (`size` bytes in all) but the `dropped` oldest, then
+        `new`, the newest at the loaded last seq: sized from the copy's size, not frame by
+        frame (a session put together from a copy this worker kept)."""
+        self._frames.clear()
+        self._open = None
+        self._frames.extend(islice(earlier, dropped, None))
+        self._frames.extend(new)
+        gone = sum(map(utf8_size, islice(earlier, dropped)))
+        self._bytes = size - gone + sum(map(utf8_size, new))
+        self._first = self._seq - len(self._frames) + 1

@@ -35,38 +35,77 @@ return 0
 
 # KEYS: the owner key, the record, then the lists in `LISTS` order (turns first). ARGV[1] the
 # claimer, [2] the lease in ms, [3] the channel prefix, [4] the message asking the holder to
-# let go, [5] the message telling a parked holder its session was taken, [6] the client's
-# principal, [7] the SHA-1 of its resume token ('' without one).
+# let go, [5] the client's principal, [6] the SHA-1 of its resume token ('' without one);
+# then per list, what the
+# claimer still holds of it from an earlier stay: the count of its items ever added and of
+# those kept then ('' and '' when nothing); then the name of the counting those counts belong
+# to (`Session.counting`); last, '1' when the claimer runs the session in memory (a client back
+# on the worker that parked it), so it needs no record if the lease is still its own.
 #
 # First the client is checked against the stored head, as `bridge.access.Access.admits` does
 # (a refusal: {-1}), so a stranger cannot move a session. Then the lease: taken when free (2)
 # or renewed when ours (1); taken from a holder that parked the session (3: its client left,
-# and everything it did is stored), which is told so; otherwise the holder is asked to let go,
-# in the same step ({0, holder}). With the lease comes the record ({how, holder, head, tools,
-# list, ...}), so a claim that succeeds costs one round trip. The digests are compared, not the
-# tokens, so the comparison's time says nothing of the token.
+# and everything it did is stored), which finds out by itself (its next renewal, or the next
+# thing it does for the session); otherwise the holder is asked to let go, in the same step
+# ({0, holder}). With the lease comes the record, so a claim that succeeds
+# costs one round trip: {how, holder, head, tools, then per list: dropped, items}. A list is
+# whole (dropped -1), or, where the claimer holds an earlier copy that the stored counts
+# extend, only the items added since, after dropping `dropped` of the copy's oldest. The
+# digests are compared, not the tokens, so the comparison's time says nothing of the token.
 ARRIVE = """
 local head = redis.call('HGET', KEYS[2], 'head')
-if head then
-  local h = cjson.decode(head)
-  if h.owner ~= cjson.null and h.owner ~= ARGV[6] then
+local h = head and cjson.decode(head)
+if h then
+  if h.owner ~= cjson.null and h.owner ~= ARGV[5] then
     return {-1}
   end
-  if ARGV[7] == '' then
+  if ARGV[6] == '' then
     if h.run ~= cjson.null or next(h.queue) ~= nil or next(h.calls.pending) ~= nil
         or next(h.approvals.open) ~= nil or redis.call('LLEN', KEYS[3]) ~= 0 then
       return {-1}
     end
-  elseif redis.sha1hex(h.resume_token) ~= ARGV[7] then
+  elseif redis.sha1hex(h.resume_token) ~= ARGV[6] then
     return {-1}
   end
+end
+local function added(k)
+  if not h then
+    return nil
+  end
+  if k == 2 then
+    return h.outbound and h.outbound.seq
+  end
+  local counts = h.added
+  if type(counts) ~= 'table' or counts[4] ~= ARGV[15] then
+    return nil
+  end
+  return counts[({1, nil, 2, 3})[k]]
+end
+local function part(k)
+  local key = KEYS[2 + k]
+  local since, kept = tonumber(ARGV[5 + 2 * k]), tonumber(ARGV[6 + 2 * k])
+  local now = added(k)
+  if since and kept and type(now) == 'number' then
+    local length = redis.call('LLEN', key)
+    local new = now - since
+    local dropped = kept + new - length
+    if new >= 0 and new <= length and dropped >= 0 and dropped <= kept then
+      if new == 0 then
+        return dropped, {}
+      end
+      return dropped, redis.call('LRANGE', key, length - new, -1)
+    end
+  end
+  return -1, redis.call('LRANGE', key, 0, -1)
 end
 local function granted(how, holder)
   redis.call('HDEL', KEYS[2], 'parked')
   local parts = redis.call('HMGET', KEYS[2], 'head', 'tools')
   local out = {how, holder, parts[1], parts[2]}
-  for k = 3, #KEYS do
-    out[#out + 1] = redis.call('LRANGE', KEYS[k], 0, -1)
+  for k = 1, #KEYS - 2 do
+    local dropped, items = part(k)
+    out[#out + 1] = dropped
+    out[#out + 1] = items
   end
   return out
 end
@@ -76,6 +115,10 @@ end
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  if ARGV[16] == '1' then
+    redis.call('HDEL', KEYS[2], 'parked')
+    return {1, ''}
+  end
   return granted(1, '')
 end
 if not holder then
@@ -83,7 +126,6 @@ if not holder then
 end
 if redis.call('HGET', KEYS[2], 'parked') == holder then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  redis.call('PUBLISH', ARGV[3] .. holder, ARGV[5])
   return granted(3, holder)
 end
 redis.call('PUBLISH', ARGV[3] .. holder, ARGV[4])
@@ -98,17 +140,6 @@ REFUSED, ASKED, RENEWED, FREE, UNPARKED = -1, 0, 1, 2, 3
 PARK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('HSET', KEYS[2], 'parked', ARGV[1])
-  return 1
-end
-return 0
-"""
-
-# KEYS[1] the owner key, KEYS[2] the record; ARGV[1] the holder. Clear the parked mark before
-# the holder attaches a client again (1); 0 when the lease is no longer the holder's (a claimer
-# took the parked session first).
-UNPARK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('HDEL', KEYS[2], 'parked')
   return 1
 end
 return 0

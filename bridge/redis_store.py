@@ -33,9 +33,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -62,11 +62,16 @@ class Arrival:
     "asked" (`holder` was asked to let go; "" when the lease lapsed mid-claim), "busy" (the
     holder would not let go in time), or the lease granted: "taken" (it was free), "renewed"
     (it was the claimer's), "unparked" (taken from `holder`, which had parked the session),
-    "given" (`holder` let go when asked), with the stored `record` (None: nothing stored)."""
+    "given" (`holder` let go when asked), with the stored `record` (None: nothing stored, or a
+    lease renewed for a claimer that runs the session and needs none)."""
 
     how: str
     holder: str = ""
     record: Record | None = None
+    # Lists read only in part, because the claimer holds an earlier copy (`since`): by name,
+    # how many of the copy's oldest items to drop and the items added since, as stored. The
+    # record has these lists empty.
+    since: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
 
     @property
     def granted(self) -> bool:
@@ -131,7 +136,6 @@ class RedisStore:
         self._release = client.register_script(scripts.RELEASE)
         self._arrive = client.register_script(scripts.ARRIVE)
         self._park = client.register_script(scripts.PARK)
-        self._unpark = client.register_script(scripts.UNPARK)
         self._give = client.register_script(scripts.GIVE)
         self._save = client.register_script(scripts.SAVE)
         self._put_bounded = client.register_script(scripts.PUT_BOUNDED)
@@ -289,15 +293,28 @@ class RedisStore:
         principal: str,
         token: str | None,
         ask: str,
-        taken: str,
+        held: Mapping[str, tuple[int, int]] | None = None,
+        counting: str = "",
+        running: bool = False,
     ) -> Arrival:
         """Claim the lease for a client of `principal` holding resume `token`, checked against
         the stored head first (see `scripts.ARRIVE`): granted with the stored record, or the
-        holder asked to let go (sent `ask`; a parked holder is sent `taken` instead)."""
+        holder asked to let go (sent `ask`; a holder that parked the session is not asked).
+
+        `held`: per list, (items ever added, items kept) of an earlier copy the claimer still
+        holds; such a list comes back only in part where the stored one extends the copy (see
+        `Arrival.since`); the counts of the conversation, finished calls and decided approvals
+        belong to `counting` (`Session.counting`), and are used only if the stored ones do.
+        `running`: the claimer runs the session (it parked it), and a lease still its own comes
+        back "renewed" with no record."""
         # SHA-1 only makes the comparison's time independent of the token; it guards nothing.
         digest = "" if token is None else hashlib.sha1(_bytes(token)).hexdigest()
         channels = self.worker_channel("")
-        args: list[str | int] = [claimer, _ms(ttl_s), channels, ask, taken, principal, digest]
+        args: list[str | int] = [claimer, _ms(ttl_s), channels, ask, principal, digest]
+        for name in LISTS:
+            added, kept = (held or {}).get(name, ("", ""))
+            args += [added, kept]
+        args += [counting, "1" if running else "0"]
         with self._errors("claim"):
             reply = await self._arrive(keys=self.keys_of(session_id), args=args)
         how = int(reply[0])
@@ -306,8 +323,19 @@ class RedisStore:
         holder = _text(reply[1])
         if how == scripts.ASKED:
             return Arrival("asked", holder)
-        head, tools, *lists = reply[2:]
-        return Arrival(_GRANTED[how], holder, _record(session_id, head, tools, lists))
+        if len(reply) == 2:
+            return Arrival(_GRANTED[how], holder)  # renewed by a claimer running the session
+        head, tools, *parts = reply[2:]
+        lists: list[Any] = []
+        since: dict[str, tuple[int, list[str]]] = {}
+        for name, dropped, items in zip(LISTS, parts[::2], parts[1::2], strict=True):
+            if int(dropped) < 0:
+                lists.append(items)
+            else:
+                lists.append([])
+                since[name] = (int(dropped), [_text(item) for item in items])
+        record = _record(session_id, head, tools, lists)
+        return Arrival(_GRANTED[how], holder, record, since)
 
     async def park(self, session_id: str, holder: str) -> bool:
         """Mark a session `holder` runs with no client, all of it stored, as free to take
@@ -315,13 +343,6 @@ class RedisStore:
         keys = [self.owner_key(session_id), self.record_key(session_id)]
         with self._errors("park"):
             return bool(await self._park(keys=keys, args=[holder]))
-
-    async def unpark(self, session_id: str, holder: str) -> bool:
-        """Clear the parked mark before `holder` attaches a client again; False when a claimer
-        took the session first."""
-        keys = [self.owner_key(session_id), self.record_key(session_id)]
-        with self._errors("unpark"):
-            return bool(await self._unpark(keys=keys, args=[holder]))
 
     async def give(self, session_id: str, holder: str, to: str, ttl_s: float, message: str) -> bool:
         """Pass the lease from `holder` to `to` for `ttl_s`, and tell `to` `message` either

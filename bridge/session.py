@@ -120,6 +120,10 @@ class Session:
         self.owner: str | None = None
         self._run_prefix = secrets.token_hex(3)
         self._runs = 0
+        # Names the counting of items ever added to the lists (`added` in the record): a
+        # session loaded from a record that kept no counts counts afresh under a new name, so
+        # no copy made under the earlier counting is taken to continue this one.
+        self.counting = secrets.token_hex(4)
         # Bumped whenever the client's tool set changes: a store rewrites the tools only then.
         self.tools_version = 0
         # What a shared store holds of this session (None: nothing known to be there); set by
@@ -328,6 +332,15 @@ class Session:
             },
             "queue": list(self.queue),
             "runs": [self._run_prefix, self._runs],
+            # Items ever added to three of the lists (the fourth, the frames, counts by seq),
+            # and the counting's name: a worker holding an earlier copy of the session reads
+            # only what was added since.
+            "added": [
+                self.conversation.added,
+                self.calls.finished_added,
+                self.approvals.decided_added,
+                self.counting,
+            ],
         }
 
     @classmethod
@@ -367,6 +380,12 @@ class Session:
         session.queue = list(record["queue"])
         session._run_prefix, session._runs = record["runs"]
         session.outbound.load(record["outbound"])
+        added = record.get("added")
+        if added is not None:
+            turns, finished, decided, session.counting = added
+            session.conversation.added = turns
+            session.calls.finished_added = finished
+            session.approvals.decided_added = decided
         return session
 
     def mark(self) -> Mark:

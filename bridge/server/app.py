@@ -111,6 +111,7 @@ class Bridge:
             max_sessions=self.settings.max_sessions,
             store=store,
             cluster=self.cluster,
+            session_copies_bytes=self.settings.session_copies_bytes,
         )
         limits = self._connection_limits
         self.addresses = AddressGate.from_limits(limits)

@@ -12,17 +12,18 @@ stored at the moments that matter, not a Redis round trip per token.
 
 An owner whose client left parks the session once all of it is stored: it keeps running it
 (a call's deadline may still pass, the grace may end), but a claimer takes the lease without
-asking, with the record, in one round trip, and the owner is only told afterwards; the owner
-clears the mark before it attaches a client again, which fails if a claimer came first. Every
-change the owner makes after the claim is refused by the store (writes are fenced by the
-lease), and nothing reaches a client unstored, so the claimer's record is the session.
+asking, with the record, in one round trip. The owner is not told: it finds out at its next
+lease renewal, or when it next acts for the session (a client coming back to it is claimed
+like anywhere else, the claim clearing the mark if the lease is still its own; its writes are
+refused). Waking it at once would put its clean-up on the claimer's way, on a machine whose
+workers share cores. Nothing the owner does after the claim reaches anyone, so the claimer's
+record is the session.
 
 Messages between workers (each has its own channel):
 
 - `handover <claimer> <session>`, to the owner: a client of the session is on the claimer now;
 - `given <session>`, to the claimer: the lease is yours, the record is stored;
-- `retry <session>`, to the claimer: ask again (this worker does not hold the session);
-- `taken <session>`, to a parked owner: a claimer took the session; stop it here.
+- `retry <session>`, to the claimer: ask again (this worker does not hold the session).
 
 Pub/sub may drop a message (a listener reconnecting); a claim asks again every
 `_ASK_AGAIN_S`, so a lost message costs that much, never the claim.
@@ -35,7 +36,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from bridge.record import Changes
@@ -112,18 +113,28 @@ class Cluster:
 
     # Claiming ----------------------------------------------------------------------------------
 
-    async def claim(self, session_id: str, *, principal: str, token: str | None) -> Arrival:
+    async def claim(
+        self,
+        session_id: str,
+        *,
+        principal: str,
+        token: str | None,
+        held: Mapping[str, tuple[int, int]] | None = None,
+        counting: str = "",
+        running: bool = False,
+    ) -> Arrival:
         """Make this worker the session's owner for a client of `principal` holding resume
         `token`: granted with the stored record; "refused" when the stored session does not
         admit the client (nothing moved); "busy" when the owner would not let go in time (a
-        live owner lets go within moments; a dead one's lease lapses).
+        live owner lets go within moments; a dead one's lease lapses). `held`, `counting` and
+        `running`: what this worker still holds of the session (see `RedisStore.arrive`).
 
         Raises `ConnectionError` when the store cannot be reached.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.lease_s + 1.0
         answer = self._answers.setdefault(session_id, asyncio.Event())
-        ask, taken = f"handover {self.worker} {session_id}", f"taken {session_id}"
+        ask = f"handover {self.worker} {session_id}"
         try:
             while True:
                 answer.clear()
@@ -134,11 +145,14 @@ class Cluster:
                     principal=principal,
                     token=token,
                     ask=ask,
-                    taken=taken,
+                    held=held,
+                    counting=counting,
+                    running=running,
                 )
                 log.debug("session %s: claimed: %s %s", session_id, arrival.how, arrival.holder)
                 if arrival.granted:
                     self.owned.add(session_id)
+                    self.parked.discard(session_id)
                     return arrival
                 if arrival.how == "refused":
                     return arrival
@@ -166,17 +180,6 @@ class Cluster:
         here and all of the session stored."""
         if await self.store.park(session_id, self.worker):
             self.parked.add(session_id)
-
-    async def unpark(self, session_id: str) -> bool:
-        """Before a client attaches here again: whether the session is still this worker's
-        (False: a claimer took it while it was parked)."""
-        if session_id not in self.parked:
-            return session_id in self.owned
-        kept = await self.store.unpark(session_id, self.worker)
-        self.parked.discard(session_id)
-        if not kept:
-            self.owned.discard(session_id)
-        return kept
 
     async def release(self, session_id: str) -> None:
         self.owned.discard(session_id)
@@ -224,22 +227,6 @@ class Cluster:
         for claimer in others:
             await self._tell(claimer, f"retry {session_id}")
 
-    async def _taken_while_parked(self, session_id: str) -> None:
-        if session_id not in self.parked:
-            return  # unparked, or taken and noticed already
-        try:
-            holder = await self.store.owner(session_id)
-        except ConnectionError:
-            return  # the next lease renewal finds out
-        # Checked again after the read: a message that arrives late must not stop a session
-        # this worker has taken back since.
-        if holder == self.worker or session_id not in self.parked:
-            return
-        self.parked.discard(session_id)
-        self.owned.discard(session_id)
-        if self._on_lost is not None:
-            await self._on_lost(session_id)
-
     async def _tell(self, worker: str, message: str) -> None:
         try:
             await self.store.tell(worker, message)
@@ -249,10 +236,6 @@ class Cluster:
     def _heard(self, message: str) -> None:
         log.debug("heard %s", message)
         kind, _, rest = message.partition(" ")
-        if kind == "taken":
-            task = asyncio.create_task(self._taken_while_parked(rest))
-            task.add_done_callback(_log_failure)
-            return
         if kind == "handover":
             claimer, _, session_id = rest.partition(" ")
             task = asyncio.create_task(self._hand_over(session_id, claimer))

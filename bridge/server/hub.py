@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +30,7 @@ from bridge.protocol import PROTOCOL_VERSION, ErrorMessage, HelloMessage, Limits
 from bridge.redis_store import Arrival
 from bridge.server.cluster import Cluster
 from bridge.server.connection import Connection
+from bridge.server.departed import Departed, DepartedSessions, complete, copy_of
 from bridge.server.record_writer import STORE_RETRY_S, RecordWriter
 from bridge.session import Session
 from bridge.store import MemoryStore, SessionStore
@@ -54,6 +55,7 @@ class SessionHub:
         max_sessions: int,
         store: SessionStore | None = None,
         cluster: Cluster | None = None,
+        session_copies_bytes: int = 64 * 2**20,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._limits = limits
@@ -75,6 +77,13 @@ class SessionHub:
             None
             if cluster is None
             else RecordWriter(cluster, ttl_s=limits.ttl_s, taken=self._taken)
+        )
+        # Cluster: copies of sessions this worker let go of, for a cheaper load if one comes
+        # back; valid while their record lives.
+        self._departed = (
+            None
+            if cluster is None
+            else DepartedSessions(max_bytes=session_copies_bytes, keep_s=limits.ttl_s)
         )
         # Cluster: sessions this worker has claimed and is attaching a connection to.
         self._arriving: dict[str, asyncio.Event] = {}
@@ -138,19 +147,13 @@ class SessionHub:
         self, connection: Connection, hello: HelloMessage
     ) -> tuple[SessionRuntime, list[BaseModel]]:
         """`greet` in a cluster: the session may be running in another worker."""
-        assert self._cluster is not None
+        assert self._cluster is not None and self._departed is not None
         session_id = connection.session_id
-        runtime = self._runtimes.get(session_id)
-        if runtime is not None:
-            _authorise(runtime.session.access(), connection, hello)
-            try:
-                ours = await self._cluster.unpark(session_id)
-            except ConnectionError:
-                raise _store_away() from None
-            if ours:
-                return await self._attach(connection, hello, runtime, runtime.session)
-            # Parked here, and a claimer took it meanwhile: it runs there now.
-            await self._lost(session_id)
+        here = self._runtimes.get(session_id)
+        if here is not None:
+            _authorise(here.session.access(), connection, hello)
+            if session_id not in self._cluster.parked:
+                return await self._attach(connection, hello, here, here.session)
         arriving = asyncio.Event()
         try:
             try:
@@ -158,9 +161,26 @@ class SessionHub:
                 # the claim's own step): a stranger must not be able to pull a session away
                 # from the worker its client is on.
                 token = None if hello.resume is None else hello.resume.token
-                arrival = await self._claim(session_id, connection.principal.id, token)
+                if here is None:
+                    earlier = self._departed.take(session_id, token)
+                else:
+                    # Parked here, and perhaps taken since by a claimer (this worker would hear
+                    # of it only at its next renewal): the claim tells, in the same step.
+                    earlier = copy_of(here.session)
+                arrival = await self._claim(
+                    session_id, connection.principal.id, token, earlier, running=here is not None
+                )
                 self._arriving[session_id] = arriving
-                session = self._loaded(arrival.record)
+                if here is not None and arrival.how == "renewed":
+                    # Still this worker's (the claim cleared the parked mark).
+                    if self._runtimes.get(session_id) is here:
+                        return await self._attach(connection, hello, here, here.session)
+                    session = await self._stored(session_id)  # let go of meanwhile
+                else:
+                    if here is not None:
+                        # It went on elsewhere: what this worker has of it is a copy now.
+                        await self._lost(session_id, keep=False)
+                    session = self._loaded(arrival.record, earlier, arrival.since)
                 if session is not None:
                     # What was stored when the lease came here. Checked again: a session too
                     # new to have been stored when the claim began had nothing to check.
@@ -210,10 +230,27 @@ class SessionHub:
             runtime.take_over()
         return runtime, [ready] if snapshot is None else [ready, snapshot]
 
-    async def _claim(self, session_id: str, principal: str, token: str | None) -> Arrival:
+    async def _claim(
+        self,
+        session_id: str,
+        principal: str,
+        token: str | None,
+        earlier: Departed | None,
+        *,
+        running: bool,
+    ) -> Arrival:
+        """Claim the session for the client; with what this worker holds of it (`earlier`),
+        read only what was added since."""
         assert self._cluster is not None
         await self._cluster.start(self._let_go, self._lost, self._renewed)
-        arrival = await self._cluster.claim(session_id, principal=principal, token=token)
+        arrival = await self._cluster.claim(
+            session_id,
+            principal=principal,
+            token=token,
+            held=None if earlier is None else earlier.held,
+            counting="" if earlier is None else earlier.counting,
+            running=running,
+        )
         if arrival.how == "refused":
             raise _denied()
         if not arrival.granted:
@@ -244,11 +281,21 @@ class SessionHub:
     async def _stored(self, session_id: str) -> Session | None:
         return self._loaded(await self.store.get(session_id))
 
-    def _loaded(self, record: dict[str, Any] | None) -> Session | None:
+    def _loaded(
+        self,
+        record: dict[str, Any] | None,
+        earlier: Departed | None = None,
+        since: Mapping[str, tuple[int, list[str]]] | None = None,
+    ) -> Session | None:
+        """The session of a stored record; with `since`, the record's lists hold only what was
+        added since the `earlier` copy this worker kept, and the copy fills in the rest."""
         if record is None:
             return None
         clock, specs = self._wall_clock, self._server_tools.specs
         session = Session.load(record, clock=clock, limits=self._limits, server_tools=specs)
+        if since:
+            assert earlier is not None, "a store read only part of a list no copy holds"
+            complete(session, earlier, since)
         if self._cluster is not None:
             # The store holds exactly this: later writes need only send what changes.
             session.stored = session.mark()
@@ -324,18 +371,20 @@ class SessionHub:
                 runtime.outbox.detach(connection.notify)
             await runtime.hand_over()
             # Redis carried the request, so it is worth trying now whatever failed before.
-            assert self._writer is not None
+            assert self._writer is not None and self._departed is not None
             self._writer.retry_now()
             await runtime.checkpoint()
             if session_id in self._writer.unstored:
                 # The next owner goes on from the last record that was stored, as after a crash.
                 log.warning("session %s handed over without its latest record", session_id)
                 self._writer.unstored.discard(session_id)
+            else:
+                self._departed.keep(runtime.session)
 
-    async def _lost(self, session_id: str) -> None:
+    async def _lost(self, session_id: str, *, keep: bool = True) -> None:
         """The lease went to another worker while this one still ran the session (it could not
-        renew in time): stop at once, storing nothing, as the other worker goes on from the
-        record."""
+        renew in time, or a claimer took it parked): stop at once, storing nothing, as the
+        other worker goes on from the record; with `keep`, keep a copy of its lists."""
         timer = self._held.pop(session_id, None)
         if timer is not None:
             timer.cancel()
@@ -345,6 +394,9 @@ class SessionHub:
             connection.finish(CloseCode.MOVED, "the session moved to another worker")
         if runtime is not None:
             await runtime.hand_over()
+            if keep and self._departed is not None:
+                # Kept only if its lists are as stored (a parked session taken, say).
+                self._departed.keep(runtime.session)
 
     async def _take_over(self, session_id: str, connection: Connection) -> None:
         timer = self._held.pop(session_id, None)
@@ -370,6 +422,8 @@ class SessionHub:
         runtime.outbox.detach(connection.notify)
         if for_good:
             del self._runtimes[session_id]
+            if self._departed is not None:
+                self._departed.drop(session_id)
             await runtime.end("disconnected")
             if self._writer is not None:
                 self._writer.unstored.discard(session_id)
@@ -437,6 +491,8 @@ class SessionHub:
             del self._runtimes[session_id]
             if self._cluster is not None:
                 await self._cluster.release(session_id)
+            if self._departed is not None:
+                self._departed.keep(runtime.session)
 
     async def close(self) -> None:
         """Server shutdown: end every session's run."""

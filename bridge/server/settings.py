@@ -75,6 +75,9 @@ class BridgeSettings(BaseSettings):
     # How long a session stays a worker's after it last renewed its claim (a dead worker's
     # sessions are taken over after this).
     owner_lease_s: float = 5.0
+    # What a worker may hold in copies of the sessions it let go of, so that one coming back
+    # loads only what changed since (0: keep none; see docs/scale-out.md).
+    session_copies_bytes: int = 64 * 2**20
     resume_grace_s: float = _SESSION.resume_grace_s
     replay_max_messages: int = _SESSION.replay_max_messages
     replay_max_bytes: int = _SESSION.replay_max_bytes

@@ -456,8 +456,11 @@ def test_a_session_taken_over_writes_on_from_what_the_store_holds() -> None:
     driver.do(("greet", ["alpha", "beta"]))
     save(driver, store)
     driver.take_over(store.record())
-    # The loaded session counts from zero: only differences from its mark matter.
-    assert driver.session.conversation.added == 0
+    # The loaded session counts on from the stored counts of turns, finished calls and decided
+    # approvals ever added: a worker holding an earlier copy reads only what came since.
+    session = driver.session
+    assert session.conversation.added == 12
+    assert (session.calls.finished_added, session.approvals.decided_added) == (12, 0)
     for n in range(12):
         driver.do(("user", f"v{n}"))
         driver.do(("ask", "q"))
