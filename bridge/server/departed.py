@@ -78,6 +78,11 @@ class DepartedSessions:
     def __len__(self) -> int:
         return len(self._copies)
 
+    @property
+    def reads_in_part(self) -> bool:
+        """Whether sessions are put together from copies at all (`max_bytes` 0: never)."""
+        return self._max_bytes > 0
+
     def keep(self, session: Session) -> bool:
         """Keep a copy of a session this worker lets go of (False: its lists changed since its
         last write, so the stored ones may not extend them, and nothing is kept)."""

@@ -166,7 +166,7 @@ class SessionHub:
                 else:
                     # Parked here, and perhaps taken since by a claimer (this worker would hear
                     # of it only at its next renewal): the claim tells, in the same step.
-                    earlier = copy_of(here.session)
+                    earlier = copy_of(here.session) if self._departed.reads_in_part else None
                 arrival = await self._claim(
                     session_id, connection.principal.id, token, earlier, running=here is not None
                 )

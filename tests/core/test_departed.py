@@ -74,6 +74,18 @@ def test_a_kept_copy_is_taken_once_with_the_sessions_lists() -> None:
     assert departed.take(session.id, session.resume_token) is None
 
 
+def test_a_bound_of_zero_keeps_nothing_and_reads_nothing_in_part() -> None:
+    """`BRIDGE_SESSION_COPIES_BYTES=0`: every move reads the record whole, even on the worker
+    that still runs a session it parked (the hub asks `reads_in_part` before it makes a copy)."""
+    session = written().session
+    assert copies().reads_in_part
+    departed = copies(max_bytes=0)
+    assert not departed.reads_in_part
+    assert not departed.keep(session)
+    assert len(departed) == 0 and departed.bytes == 0
+    assert departed.take(session.id, session.resume_token) is None
+
+
 @pytest.mark.parametrize("token", [None, "not the token", ""])
 def test_a_take_without_the_sessions_token_gets_nothing_and_drops_the_copy(
     token: str | None,
