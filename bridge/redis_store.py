@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +53,8 @@ __all__ = ["Arrival", "RedisStore", "RedisUnavailable", "redact_url"]
 
 Record = dict[str, Any]
 
+# Lease renewals sent in one pipeline: a few tens of kilobytes each way.
+_RENEWALS_PER_TRIP = 1000
 _GRANTED = {scripts.RENEWED: "renewed", scripts.FREE: "taken", scripts.UNPARKED: "unparked"}
 
 
@@ -280,9 +282,26 @@ class RedisStore:
         for a holder, its lease had vanished), or None (another owner holds it)."""
         with self._errors("acquire"):
             taken = await self._acquire(keys=[self.owner_key(session_id)], args=[owner, _ms(ttl_s)])
-        if not taken:
-            return None
-        return "taken" if int(taken) == scripts.TAKEN else "renewed"
+        return _renewed(taken)
+
+    async def renew_all(
+        self, session_ids: Sequence[str], owner: str, ttl_s: float
+    ) -> list[str | None]:
+        """`renew` for many sessions, in order, a thousand to a round trip: one at a time, a
+        worker holding 50,000 sessions would take longer to renew them than a lease lasts."""
+        found: list[str | None] = []
+        for start in range(0, len(session_ids), _RENEWALS_PER_TRIP):
+            chunk = session_ids[start : start + _RENEWALS_PER_TRIP]
+            with self._errors("acquire"):
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for session_id in chunk:
+                        args: list[str | int] = [owner, _ms(ttl_s)]
+                        await self._acquire(
+                            keys=[self.owner_key(session_id)], args=args, client=pipe
+                        )
+                    replies = await pipe.execute()
+            found += [_renewed(reply) for reply in replies]
+        return found
 
     async def arrive(
         self,
@@ -433,6 +452,12 @@ class RedisStore:
             if isinstance(exc, RedisError) and not _is_outage(exc):
                 raise
             raise RedisUnavailable(f"Redis at {self._where} failed on {operation}: {exc}") from exc
+
+
+def _renewed(reply: Any) -> str | None:
+    if not reply:
+        return None
+    return "taken" if int(reply) == scripts.TAKEN else "renewed"
 
 
 def _record(session_id: str, head: Any, tools: Any, lists: list[Any]) -> Record | None:

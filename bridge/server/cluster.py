@@ -284,10 +284,9 @@ class Cluster:
 
     async def _renew_round(self) -> set[str]:
         retaken: set[str] = set()
-        for session_id in list(self.owned):
-            if session_id not in self.owned or session_id in self._leaving:
-                continue
-            how = await self.store.renew(session_id, self.worker, self.lease_s)
+        due = [session_id for session_id in self.owned if session_id not in self._leaving]
+        found = await self.store.renew_all(due, self.worker, self.lease_s)
+        for session_id, how in zip(due, found, strict=True):
             if session_id not in self.owned or session_id in self._leaving:
                 # Let go (or letting go) while the renewal was on its way: a lease it renewed
                 # or took is the hand-over's to pass on, or nobody's.
