@@ -10,6 +10,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse
@@ -27,6 +28,7 @@ from bridge.models.offline import OfflineModel
 from bridge.protocol import HelloMessage
 from bridge.ratelimit import AddressGate
 from bridge.server.auth import AuthHook, Principal, TokenAuth, allow_all, as_principal
+from bridge.server.cluster_hub import ClusterHub
 from bridge.server.connection import Connection, Greeter
 from bridge.server.headers import SecurityHeaders
 from bridge.server.hub import SessionHub
@@ -101,17 +103,24 @@ class Bridge:
                     per_principal=access.tickets_per_principal,
                 )
             )
-        self.hub = SessionHub(
-            limits=session_limits,
-            wire_limits=wire_limits(session_limits, self._connection_limits),
-            queue_size=self._connection_limits.send_queue_size,
-            server_tools=self.server_tools,
-            approval=approval or mode_policy(self.settings.approval),
-            model_for=self._model_for,
-            max_sessions=self.settings.max_sessions,
-            store=store,
-            cluster=self.cluster,
-            session_copies_bytes=self.settings.session_copies_bytes,
+        hub: dict[str, Any] = {
+            "limits": session_limits,
+            "wire_limits": wire_limits(session_limits, self._connection_limits),
+            "queue_size": self._connection_limits.send_queue_size,
+            "server_tools": self.server_tools,
+            "approval": approval or mode_policy(self.settings.approval),
+            "model_for": self._model_for,
+            "max_sessions": self.settings.max_sessions,
+            "store": store,
+        }
+        self.hub: SessionHub = (
+            SessionHub(**hub)
+            if self.cluster is None
+            else ClusterHub(
+                cluster=self.cluster,
+                session_copies_bytes=self.settings.session_copies_bytes,
+                **hub,
+            )
         )
         limits = self._connection_limits
         self.addresses = AddressGate.from_limits(limits)

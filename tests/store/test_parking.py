@@ -22,7 +22,7 @@ from bridge.protocol import ResumeRequest
 from bridge.redis_store import Arrival, RedisStore
 from bridge.server.auth import ANONYMOUS
 from bridge.server.cluster import Cluster
-from bridge.server.hub import SessionHub
+from bridge.server.cluster_hub import ClusterHub
 from bridge.session import Session
 from bridge.testing import RunningServer, ScriptedModel, call, serve_app
 from bridge.testing.redis_server import RedisServer
@@ -342,7 +342,7 @@ def test_the_access_cases_cover_both_answers() -> None:
 @asynccontextmanager
 async def workers(
     redis_server: RedisServer, model: ScriptedModel, count: int = 2
-) -> AsyncIterator[list[tuple[RunningServer, SessionHub, Cluster]]]:
+) -> AsyncIterator[list[tuple[RunningServer, ClusterHub, Cluster]]]:
     """Workers of one cluster in this process, each with its hub and its cluster."""
     config = BridgeSettings(
         redis_url=redis_server.url, cluster=f"t{secrets.token_hex(4)}", owner_lease_s=1.0
@@ -353,10 +353,9 @@ async def workers(
             app = create_app(config, model=model)
             server = await stack.enter_async_context(serve_app(app))
             stack.push_async_callback(app.state.bridge.aclose)
-            hub: SessionHub = app.state.bridge.hub
-            cluster = hub._cluster
-            assert cluster is not None
-            found.append((server, hub, cluster))
+            hub = app.state.bridge.hub
+            assert isinstance(hub, ClusterHub)
+            found.append((server, hub, hub._cluster))
         yield found
 
 
