@@ -71,9 +71,12 @@ it(`keeps every call exactly once across random cuts (${SESSIONS * RUNS * CALLS}
     assert.equal(modelIds.length, SESSIONS * RUNS * CALLS, context);
     assert.deepEqual(Object.entries(model.results).filter(([, s]) => s.length !== 1 || s[0] !== "ok"), [], context);
     assert.equal(seen.counts.reset, 0, context);
-    // The chaos was real: connections were cut, and resumed, throughout.
+    // The chaos was real: connections were cut, and resumed, throughout. Every cut is followed
+    // by a reconnect, but a reconnect cut again before its ready resumes nothing: the more cuts,
+    // the more of them land in handshakes (seed 62953: 114 resumes for 248 cuts; 0.57-0.63 of
+    // the cuts for seeds with 150-215).
     assert.ok(model.cuts >= 30, context);
-    assert.ok(seen.counts.resumed >= model.cuts / 2, context);
+    assert.ok(seen.counts.resumed >= model.cuts / 3, context);
     t.diagnostic(`chaos: ${context}`);
   } finally {
     server.kill();
